@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| chorus_protocol_fuzz::payload(chorus_protocol::Codec::MsgPack, data));
