@@ -1,0 +1,235 @@
+//! The one config struct. Every option is a CLI flag, a `CHORUS_*` environment variable, and a key in the
+//! TOML file given by `--config` (keys are the option names in snake_case, e.g. `listen`, `jwt_secret`).
+//! Precedence: flag > environment > file > built-in default. `chorus --help` lists every default.
+
+use anyhow::{Context as _, bail};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// JWT signature algorithms the broker can be pinned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JwtAlg {
+    /// HMAC-SHA256 with `--jwt-secret`.
+    #[value(name = "HS256")]
+    Hs256,
+    /// RSA PKCS#1 v1.5 SHA-256 with the public key in `--jwt-public-key`.
+    #[value(name = "RS256")]
+    Rs256,
+    /// Ed25519 with the public key in `--jwt-public-key`.
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+/// Broker configuration.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "chorus", version, about = "chorus: a realtime pub/sub broker (WebSocket + QUIC, MessagePack + JSON)")]
+pub struct Config {
+    /// TOML config file; its keys are the option names below in snake_case.
+    #[arg(long, env = "CHORUS_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// TCP address for HTTP and WebSocket (`/v1/ws`, `/metrics`, `/health`, `/ready`).
+    #[arg(long, env = "CHORUS_LISTEN", default_value = "0.0.0.0:7400")]
+    pub listen: SocketAddr,
+
+    /// UDP address for QUIC.
+    #[arg(long, env = "CHORUS_QUIC_LISTEN", default_value = "0.0.0.0:7401")]
+    pub quic_listen: SocketAddr,
+
+    /// Do not start the QUIC listener.
+    #[arg(long, env = "CHORUS_DISABLE_QUIC")]
+    pub disable_quic: bool,
+
+    /// QUIC certificate chain (PEM). Without it a self-signed certificate is kept in the data dir.
+    #[arg(long, env = "CHORUS_QUIC_CERT", requires = "quic_key")]
+    pub quic_cert: Option<PathBuf>,
+
+    /// QUIC private key (PEM, PKCS#8 or PKCS#1 or SEC1).
+    #[arg(long, env = "CHORUS_QUIC_KEY", requires = "quic_cert")]
+    pub quic_key: Option<PathBuf>,
+
+    /// Directory for the embedded store and the generated QUIC certificate.
+    #[arg(long, env = "CHORUS_DATA_DIR", default_value = "./chorus-data")]
+    pub data_dir: PathBuf,
+
+    /// HS256 secret for client JWTs. When neither this nor a public key is set, only guests can connect.
+    #[arg(long, env = "CHORUS_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Public key (PEM file) for RS256 or EdDSA client JWTs; set `--jwt-alg` to match.
+    #[arg(long, env = "CHORUS_JWT_PUBLIC_KEY", conflicts_with = "jwt_secret")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// The only JWT algorithm accepted (tokens with another `alg` are refused).
+    #[arg(long, env = "CHORUS_JWT_ALG", value_enum, default_value = "HS256")]
+    pub jwt_alg: JwtAlg,
+
+    /// Clock skew tolerated when checking `exp` and `nbf`, in seconds.
+    #[arg(long, env = "CHORUS_JWT_LEEWAY_SECS", default_value_t = 5)]
+    pub jwt_leeway_secs: u64,
+
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `chorus_core=debug`.
+    #[arg(long, env = "CHORUS_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Largest inbound frame in bytes.
+    #[arg(long, env = "CHORUS_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: u32,
+
+    /// Most subscriptions one connection may hold.
+    #[arg(long, env = "CHORUS_MAX_SUBSCRIPTIONS", default_value_t = 512)]
+    pub max_subscriptions: u32,
+
+    /// Publishes per second per connection (token bucket; bursts up to the same number).
+    #[arg(long, env = "CHORUS_PUBLISH_RATE", default_value_t = 1000)]
+    pub publish_rate: u32,
+
+    /// Bytes a connection's outbound queue may hold before the client is cut as a slow consumer.
+    #[arg(long, env = "CHORUS_OUTBOUND_QUEUE_BYTES", default_value_t = 1024 * 1024)]
+    pub outbound_queue_bytes: usize,
+
+    /// Seconds a new connection has to send `hello`.
+    #[arg(long, env = "CHORUS_HELLO_TIMEOUT_SECS", default_value_t = 10)]
+    pub hello_timeout_secs: u64,
+
+    /// Seconds without any inbound frame before a connection is closed.
+    #[arg(long, env = "CHORUS_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+
+    /// Whether guests may publish on topics no module owns.
+    #[arg(long, env = "CHORUS_GUEST_PUBLISH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub guest_publish: bool,
+
+    /// Seconds to wait for connections to drain on shutdown before exiting anyway.
+    #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
+    pub shutdown_grace_secs: u64,
+
+    /// Storage settings.
+    #[command(flatten)]
+    pub store: chorus_store::StoreConfig,
+}
+
+impl Config {
+    /// Parses the process arguments, environment and config file. Exits with usage on bad flags.
+    pub fn load() -> anyhow::Result<Self> {
+        Self::load_from(std::env::args_os())
+    }
+
+    /// As [`Config::load`] with explicit arguments (the first is the program name).
+    pub fn load_from<I, T>(args: I) -> anyhow::Result<Self>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let mut cmd = Self::command();
+        if let Some(path) = config_path(&args) {
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("reading config file {}", path.display()))?;
+            let table: toml::Table =
+                toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+            let known: Vec<String> = cmd.get_arguments().map(|a| a.get_id().to_string()).collect();
+            for (key, value) in table {
+                if !known.contains(&key) || key == "config" {
+                    bail!("config file {}: unknown key `{key}`", path.display());
+                }
+                let value = toml_to_arg(&key, &value)?;
+                cmd = cmd.mut_arg(key, |a| a.default_value(value));
+            }
+        }
+        let matches: ArgMatches = cmd.try_get_matches_from(args).unwrap_or_else(|e| e.exit());
+        let config = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.max_frame_bytes < 256 {
+            bail!("max_frame_bytes must be at least 256");
+        }
+        if self.publish_rate == 0 || self.max_subscriptions == 0 || self.idle_timeout_secs == 0 {
+            bail!("publish_rate, max_subscriptions and idle_timeout_secs must be positive");
+        }
+        if self.outbound_queue_bytes < self.max_frame_bytes as usize {
+            bail!("outbound_queue_bytes must be at least max_frame_bytes");
+        }
+        match (self.jwt_alg, &self.jwt_secret, &self.jwt_public_key) {
+            (JwtAlg::Hs256, None, Some(_)) => bail!("--jwt-public-key needs --jwt-alg RS256 or EdDSA"),
+            (JwtAlg::Rs256 | JwtAlg::EdDsa, Some(_), None) => {
+                bail!("--jwt-alg {:?} needs --jwt-public-key", self.jwt_alg)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// Hello timeout as a duration.
+    pub fn hello_timeout(&self) -> Duration {
+        Duration::from_secs(self.hello_timeout_secs)
+    }
+}
+
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        let arg = arg.to_string_lossy();
+        if arg == "--config" {
+            return iter.next().map(PathBuf::from);
+        }
+        if let Some(path) = arg.strip_prefix("--config=") {
+            return Some(PathBuf::from(path));
+        }
+    }
+    std::env::var_os("CHORUS_CONFIG").map(PathBuf::from)
+}
+
+fn toml_to_arg(key: &str, value: &toml::Value) -> anyhow::Result<String> {
+    Ok(match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Array(items) => {
+            items.iter().map(|v| toml_to_arg(key, v)).collect::<anyhow::Result<Vec<_>>>()?.join(",")
+        }
+        _ => bail!("config key `{key}`: tables and dates are not option values"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::load_from(["chorus"]).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:7400".parse().unwrap());
+        assert_eq!(c.quic_listen, "0.0.0.0:7401".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("./chorus-data"));
+        assert!(c.guest_publish);
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("chorus-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chorus.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nmax_subscriptions = 7\nguest_publish = false\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = Config::load_from(["chorus", "--config", p, "--max-subscriptions", "9"]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.max_subscriptions, 9);
+        assert!(!c.guest_publish);
+        std::fs::write(&path, "no_such_key = 1\n").unwrap();
+        let err = Config::load_from(["chorus", "--config", p]).unwrap_err();
+        assert!(err.to_string().contains("unknown key `no_such_key`"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,350 @@
+//! One task per connection. It owns the socket's reading half, decodes frames, authenticates once, and
+//! drives the registry and the modules; the writing half belongs to the writer task of its
+//! [`OutQueue`](crate::queue::OutQueue). The task `select!`s over inbound frames, the queue closing
+//! (slow consumer), node shutdown, and the hello/idle deadline.
+
+use crate::module::{Caller, Context, Module};
+use crate::node::Node;
+use crate::queue::{FrameSink, OutQueue, Push, run_writer};
+use bytes::Bytes;
+use chorus_protocol::topic;
+use chorus_protocol::{
+    ClientFrame, CloseCode, Codec, ErrorCode, Payload, Position, ServerFrame, Welcome, decode_client,
+};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{Instant, sleep_until, timeout};
+use tracing::{Instrument, field};
+
+/// How long the writer may take to flush the goodbye and close after the connection ends. A client that
+/// does not read at all cannot hold its task (and socket) longer than this.
+pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the transport's reading half produced.
+#[derive(Debug)]
+pub enum Inbound {
+    /// One complete frame.
+    Frame(Bytes),
+    /// Transport-level traffic that is not a frame (WebSocket ping/pong): counts as activity.
+    Activity,
+    /// The peer closed.
+    Closed,
+    /// The peer sent a frame larger than `max_frame_bytes`.
+    TooLarge,
+    /// The transport broke (protocol violation, reset).
+    Broken(String),
+}
+
+/// The transport's reading half. `recv` must be cancel-safe: it is polled inside `select!`.
+pub trait FrameSource: Send + 'static {
+    /// The next inbound item.
+    fn recv(&mut self) -> impl Future<Output = Inbound> + Send;
+}
+
+/// What the transport knows about a new connection.
+pub struct Accepted {
+    /// `ws` or `quic` (metric label).
+    pub transport: &'static str,
+    /// Negotiated codec.
+    pub codec: Codec,
+    /// A token presented at the transport level (WebSocket `?token=` or `Authorization`).
+    pub token: Option<String>,
+    /// Remote address.
+    pub peer: SocketAddr,
+}
+
+/// Runs a connection to completion; returns the code it closed with.
+pub async fn serve(node: Arc<Node>, accepted: Accepted, source: impl FrameSource, sink: impl FrameSink) -> CloseCode {
+    let id = node.next_conn_id();
+    let span = tracing::info_span!("conn", conn_id = id, transport = accepted.transport, peer = %accepted.peer, user = field::Empty);
+    async move {
+        let transport = accepted.transport;
+        let queue = Arc::new(OutQueue::new(accepted.codec, node.config.outbound_queue_bytes));
+        let writer = tokio::spawn(run_writer(queue.clone(), sink, node.metrics.clone(), transport).in_current_span());
+        node.metrics.connection_opened(transport);
+        let rate = f64::from(node.config.publish_rate);
+        let mut conn = Conn {
+            ctx: Context::new(node.clone()),
+            node,
+            id,
+            transport,
+            queue,
+            caller: None,
+            http_token: accepted.token,
+            subscriptions: HashSet::new(),
+            tokens: rate,
+            refilled: Instant::now(),
+        };
+        conn.run(source).await;
+        conn.cleanup().await;
+        tracing::debug!(close = ?conn.queue.close_code(), "connection ended");
+        let mut writer = writer;
+        if timeout(CLOSE_FLUSH_TIMEOUT, &mut writer).await.is_err() {
+            writer.abort();
+        }
+        conn.node.metrics.connection_closed(transport);
+        conn.queue.close_code().unwrap_or(CloseCode::Normal)
+    }
+    .instrument(span)
+    .await
+}
+
+struct Conn {
+    node: Arc<Node>,
+    ctx: Context,
+    id: u64,
+    transport: &'static str,
+    queue: Arc<OutQueue>,
+    caller: Option<Caller>,
+    http_token: Option<String>,
+    subscriptions: HashSet<String>,
+    tokens: f64,
+    refilled: Instant,
+}
+
+#[derive(Serialize)]
+struct SubscribeResult {
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<Payload>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovered: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct PublishResult {
+    seq: u64,
+}
+
+impl Conn {
+    async fn run(&mut self, mut source: impl FrameSource) {
+        let hello_deadline = Instant::now() + self.node.config.hello_timeout();
+        let idle = self.node.config.idle_timeout();
+        let mut last_activity = Instant::now();
+        let shutdown = self.node.shutdown.clone();
+        loop {
+            let (deadline, expiry) = match self.caller {
+                None => (hello_deadline, (CloseCode::HelloTimeout, "no hello within the hello timeout")),
+                Some(_) => (last_activity + idle, (CloseCode::IdleTimeout, "no frame within the idle timeout")),
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.queue.close(CloseCode::GoingAway, "server shutting down; reconnect");
+                    return;
+                }
+                _ = self.queue.closed() => return,
+                _ = sleep_until(deadline) => {
+                    self.queue.close(expiry.0, expiry.1);
+                    return;
+                }
+                inbound = source.recv() => match inbound {
+                    Inbound::Frame(bytes) => {
+                        last_activity = Instant::now();
+                        self.node.metrics.frame_in(self.transport, bytes.len());
+                        self.handle(bytes, last_activity).await;
+                    }
+                    Inbound::Activity => last_activity = Instant::now(),
+                    Inbound::Closed => {
+                        self.queue.close(CloseCode::Normal, "client closed");
+                        return;
+                    }
+                    Inbound::TooLarge => {
+                        let reason = format!("frame exceeds max_frame_bytes ({})", self.node.config.max_frame_bytes);
+                        self.queue.close(CloseCode::MessageTooBig, &reason);
+                        return;
+                    }
+                    Inbound::Broken(e) => {
+                        tracing::debug!(error = %e, "transport error");
+                        self.queue.close(CloseCode::ProtocolError, &e);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&self, frame: &ServerFrame) {
+        if self.queue.push_frame(frame) == Push::Overflow {
+            self.node.metrics.slow_consumer();
+        }
+    }
+
+    fn error(&self, id: Option<u64>, code: ErrorCode, message: impl Into<String>) {
+        self.node.metrics.client_error(code);
+        self.send(&ServerFrame::error(id, code, message));
+    }
+
+    fn reply<T: Serialize>(&self, id: Option<u64>, result: &T) {
+        let Some(id) = id else { return };
+        match Payload::from_value(result) {
+            Ok(result) => self.send(&ServerFrame::Reply { id, result }),
+            Err(e) => self.error(Some(id), ErrorCode::Internal, e.to_string()),
+        }
+    }
+
+    async fn handle(&mut self, bytes: Bytes, received: Instant) {
+        let frame = match decode_client(self.queue.codec(), &bytes, self.node.config.max_frame_bytes as usize) {
+            Ok(frame) => frame,
+            Err(e) => return self.error(None, e.code(), e.to_string()),
+        };
+        let Some(caller) = self.caller.clone() else {
+            return match frame {
+                ClientFrame::Hello { token } => self.hello(token),
+                other => self.error(request_id(&other), ErrorCode::NotAuthenticated, "send hello first"),
+            };
+        };
+        match frame {
+            ClientFrame::Hello { .. } => self.error(None, ErrorCode::AlreadyAuthenticated, "already authenticated"),
+            ClientFrame::Ping { id } => self.send(&ServerFrame::Pong { id }),
+            ClientFrame::Subscribe { id, topic, since } => self.subscribe(&caller, id, topic, since).await,
+            ClientFrame::Unsubscribe { id, topic } => self.unsubscribe(&caller, id, topic).await,
+            ClientFrame::Publish { id, topic, payload } => self.publish(&caller, id, &topic, payload, received).await,
+            ClientFrame::Call { id, method, args } => self.call(&caller, id, &method, args).await,
+        }
+    }
+
+    fn hello(&mut self, token: Option<String>) {
+        let token = token.or_else(|| self.http_token.take());
+        match self.node.verifier.identify(token.as_deref(), self.id) {
+            Ok(identity) => {
+                tracing::Span::current().record("user", identity.sub.as_str());
+                let welcome = Welcome { conn_id: self.id, identity: identity.to_wire(), limits: self.node.limits() };
+                self.caller = Some(Caller { conn_id: self.id, identity: Arc::new(identity) });
+                self.send(&ServerFrame::Welcome(welcome));
+            }
+            Err(e) => {
+                tracing::info!(reason = e.label(), "authentication failed");
+                self.node.metrics.auth_failure(e.label());
+                self.error(None, e.code(), e.to_string());
+                self.queue.close(CloseCode::PolicyViolation, "authentication failed");
+            }
+        }
+    }
+
+    fn owner(&self, topic: &str) -> Option<Arc<dyn Module>> {
+        self.node.modules.owner(topic).cloned()
+    }
+
+    async fn subscribe(&mut self, caller: &Caller, id: Option<u64>, topic: String, since: Option<Position>) {
+        if let Err(e) = topic::validate(&topic) {
+            return self.error(id, ErrorCode::InvalidTopic, e.to_string());
+        }
+        if self.subscriptions.contains(&topic) {
+            return self.error(id, ErrorCode::AlreadySubscribed, format!("already subscribed to {topic}"));
+        }
+        if self.subscriptions.len() >= self.node.config.max_subscriptions as usize {
+            let max = self.node.config.max_subscriptions;
+            return self.error(id, ErrorCode::SubscriptionLimit, format!("at most {max} subscriptions per connection"));
+        }
+        let owner = self.owner(&topic);
+        if let Some(m) = &owner
+            && let Err(e) = m.authorize(&self.ctx, caller, &topic).await
+        {
+            return self.error(id, e.code, e.message);
+        }
+        let subscriber = crate::topics::Subscriber { conn_id: self.id, queue: self.queue.clone() };
+        let seq = self.node.registry.subscribe(&topic, subscriber);
+        self.subscriptions.insert(topic.clone());
+        let snapshot = match &owner {
+            Some(m) => match m.snapshot(&self.ctx, caller, &topic).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.node.registry.unsubscribe(&topic, self.id);
+                    self.subscriptions.remove(&topic);
+                    return self.error(id, e.code, e.message);
+                }
+            },
+            None => None,
+        };
+        let recovered = since.map(|_| false);
+        self.reply(id, &SubscribeResult { seq, snapshot, recovered });
+    }
+
+    async fn unsubscribe(&mut self, caller: &Caller, id: Option<u64>, topic: String) {
+        if !self.subscriptions.remove(&topic) {
+            return self.error(id, ErrorCode::NotSubscribed, format!("not subscribed to {topic}"));
+        }
+        self.node.registry.unsubscribe(&topic, self.id);
+        if let Some(m) = self.owner(&topic) {
+            m.on_unsubscribe(&self.ctx, caller, &topic).await;
+        }
+        self.reply(id, &());
+    }
+
+    fn take_token(&mut self) -> bool {
+        let rate = f64::from(self.node.config.publish_rate);
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    async fn publish(&mut self, caller: &Caller, id: Option<u64>, topic: &str, payload: Payload, received: Instant) {
+        if let Err(e) = topic::validate(topic) {
+            return self.error(id, ErrorCode::InvalidTopic, e.to_string());
+        }
+        if !self.take_token() {
+            let rate = self.node.config.publish_rate;
+            return self.error(id, ErrorCode::RateLimited, format!("publish rate above {rate}/s; frame dropped"));
+        }
+        let payload = match self.owner(topic) {
+            Some(m) => match m.on_publish(&self.ctx, caller, topic, payload).await {
+                Ok(p) => p,
+                Err(e) => return self.error(id, e.code, e.message),
+            },
+            None if caller.identity.guest && !self.node.config.guest_publish => {
+                return self.error(id, ErrorCode::Forbidden, "guests may not publish on this server");
+            }
+            None => payload,
+        };
+        let fanout = self.node.publish(topic, &payload, received);
+        self.reply(id, &PublishResult { seq: fanout.seq });
+    }
+
+    async fn call(&mut self, caller: &Caller, id: u64, method: &str, args: Payload) {
+        let Some((module, name)) = self.node.modules.route_call(method) else {
+            return self.error(Some(id), ErrorCode::UnknownMethod, format!("no module serves {method}"));
+        };
+        let module = module.clone();
+        match module.on_call(&self.ctx, caller, name, args).await {
+            Ok(result) => self.send(&ServerFrame::Reply { id, result }),
+            Err(e) => self.error(Some(id), e.code, e.message),
+        }
+    }
+
+    async fn cleanup(&mut self) {
+        let Some(caller) = self.caller.take() else { return };
+        for topic in std::mem::take(&mut self.subscriptions) {
+            self.node.registry.unsubscribe(&topic, self.id);
+            if let Some(m) = self.owner(&topic) {
+                m.on_unsubscribe(&self.ctx, &caller, &topic).await;
+            }
+        }
+        for module in self.node.modules.all() {
+            module.on_disconnect(&self.ctx, &caller).await;
+        }
+        self.node.presence.leave_connection(self.id);
+    }
+}
+
+fn request_id(frame: &ClientFrame) -> Option<u64> {
+    match frame {
+        ClientFrame::Hello { .. } => None,
+        ClientFrame::Subscribe { id, .. }
+        | ClientFrame::Unsubscribe { id, .. }
+        | ClientFrame::Publish { id, .. }
+        | ClientFrame::Ping { id } => *id,
+        ClientFrame::Call { id, .. } => Some(*id),
+    }
+}

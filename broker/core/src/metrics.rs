@@ -1,0 +1,149 @@
+//! Metrics. Names are stable (dashboards and alerts use them); handles are resolved once so the hot
+//! path increments an atomic instead of looking a key up.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `chorus_connections` | gauge | `transport` |
+//! | `chorus_connections_total` | counter | `transport` |
+//! | `chorus_frames_in_total`, `chorus_bytes_in_total` | counter | `transport` |
+//! | `chorus_frames_out_total`, `chorus_bytes_out_total` | counter | `transport` |
+//! | `chorus_fanout_deliveries_total` | counter | |
+//! | `chorus_publishes_total` | counter | |
+//! | `chorus_slow_consumer_disconnects_total` | counter | |
+//! | `chorus_auth_failures_total` | counter | `reason` |
+//! | `chorus_client_errors_total` | counter | `code` |
+//! | `chorus_publish_enqueue_seconds` | histogram | |
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+/// The transports, as metric label values.
+pub const TRANSPORTS: [&str; 2] = ["ws", "quic"];
+
+/// Histogram buckets for `*_seconds` metrics: 10 µs to 10 s, covering an in-memory enqueue up to a
+/// store round trip that hits its timeout.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .expect("bucket list is non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+#[derive(Clone)]
+struct PerTransport {
+    connections: Gauge,
+    accepted: Counter,
+    frames_in: Counter,
+    bytes_in: Counter,
+    frames_out: Counter,
+    bytes_out: Counter,
+}
+
+/// Pre-resolved metric handles shared by the broker's tasks.
+#[derive(Clone)]
+pub struct Metrics {
+    transports: [PerTransport; 2],
+    deliveries: Counter,
+    publishes: Counter,
+    slow_consumers: Counter,
+    enqueue: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Resolves every handle against the installed recorder.
+    pub fn new() -> Self {
+        let per = |t: &'static str| PerTransport {
+            connections: gauge!("chorus_connections", "transport" => t),
+            accepted: counter!("chorus_connections_total", "transport" => t),
+            frames_in: counter!("chorus_frames_in_total", "transport" => t),
+            bytes_in: counter!("chorus_bytes_in_total", "transport" => t),
+            frames_out: counter!("chorus_frames_out_total", "transport" => t),
+            bytes_out: counter!("chorus_bytes_out_total", "transport" => t),
+        };
+        Self {
+            transports: TRANSPORTS.map(per),
+            deliveries: counter!("chorus_fanout_deliveries_total"),
+            publishes: counter!("chorus_publishes_total"),
+            slow_consumers: counter!("chorus_slow_consumer_disconnects_total"),
+            enqueue: histogram!("chorus_publish_enqueue_seconds"),
+        }
+    }
+
+    fn of(&self, transport: &str) -> &PerTransport {
+        &self.transports[usize::from(transport == "quic")]
+    }
+
+    /// A connection opened.
+    pub fn connection_opened(&self, transport: &str) {
+        let t = self.of(transport);
+        t.connections.increment(1.0);
+        t.accepted.increment(1);
+    }
+
+    /// A connection closed.
+    pub fn connection_closed(&self, transport: &str) {
+        self.of(transport).connections.decrement(1.0);
+    }
+
+    /// One inbound frame of `bytes` bytes.
+    pub fn frame_in(&self, transport: &str, bytes: usize) {
+        let t = self.of(transport);
+        t.frames_in.increment(1);
+        t.bytes_in.increment(bytes as u64);
+    }
+
+    /// A batch of outbound frames was written.
+    pub fn frames_out(&self, transport: &str, frames: u64, bytes: u64) {
+        let t = self.of(transport);
+        t.frames_out.increment(frames);
+        t.bytes_out.increment(bytes);
+    }
+
+    /// A publish was fanned out: `delivered` queues received it, `overflowed` subscribers were cut.
+    pub fn fanout(&self, delivered: usize, overflowed: usize, enqueue_seconds: f64) {
+        self.publishes.increment(1);
+        self.deliveries.increment(delivered as u64);
+        if overflowed > 0 {
+            self.slow_consumers.increment(overflowed as u64);
+        }
+        self.enqueue.record(enqueue_seconds);
+    }
+
+    /// A subscriber was cut as a slow consumer outside a publish (e.g. a reply overflowed its queue).
+    pub fn slow_consumer(&self) {
+        self.slow_consumers.increment(1);
+    }
+
+    /// An authentication failure.
+    pub fn auth_failure(&self, reason: &'static str) {
+        counter!("chorus_auth_failures_total", "reason" => reason).increment(1);
+    }
+
+    /// An error frame sent to a client.
+    pub fn client_error(&self, code: chorus_protocol::ErrorCode) {
+        counter!("chorus_client_errors_total", "code" => code.name()).increment(1);
+    }
+}

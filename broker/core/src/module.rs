@@ -1,0 +1,235 @@
+//! The module API. A domain module owns topic prefixes and method names; the broker asks it before a
+//! subscription or publish on its topics and routes `call` frames to it. Modules see identities, topics,
+//! payloads and calls — never a socket or a transport — and act on the node through [`Context`].
+
+use crate::auth::{AuthError, Identity};
+use crate::counters::Counters;
+use crate::node::Node;
+use crate::presence::Presence;
+use async_trait::async_trait;
+use chorus_protocol::{ErrorCode, Payload};
+use chorus_store::{Clock, Store, StoreError};
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Who is calling a module: the connection and its identity.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Connection id (unique per node run).
+    pub conn_id: u64,
+    /// The identity established at `hello`.
+    pub identity: Arc<Identity>,
+}
+
+/// A refusal or failure a module reports to the client, with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{message}")]
+pub struct ModuleError {
+    /// The code sent in the `error` frame.
+    pub code: ErrorCode,
+    /// The message sent in the `error` frame.
+    pub message: String,
+}
+
+impl ModuleError {
+    /// An error with any code.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    /// The caller may not do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    /// The addressed thing does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    /// The request conflicts with the current state.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, message)
+    }
+
+    /// An argument is invalid.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+}
+
+/// Store failures reach clients as `unavailable` (retry may help) or `internal`.
+impl From<StoreError> for ModuleError {
+    fn from(e: StoreError) -> Self {
+        let code = if e.is_unavailable() { ErrorCode::Unavailable } else { ErrorCode::Internal };
+        Self::new(code, format!("storage error: {e}"))
+    }
+}
+
+/// A domain module. Every method has a default so a module implements only what it uses.
+#[async_trait]
+pub trait Module: Send + Sync + 'static {
+    /// Module name; `call` methods are addressed as `<name>.<method>`.
+    fn name(&self) -> &'static str;
+
+    /// Topic prefixes this module owns (e.g. `"booking/"`). Topics under no module are plain pub/sub.
+    fn topic_prefixes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Called once at start, before listeners open: load state, spawn timers (stop them when
+    /// [`Context::shutdown`] fires).
+    async fn start(&self, _ctx: &Context) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Authorizes a subscription to one of the module's topics. The default allows everyone.
+    async fn authorize(&self, _ctx: &Context, _caller: &Caller, _topic: &str) -> Result<(), ModuleError> {
+        Ok(())
+    }
+
+    /// The state a new subscriber starts from, sent in the subscribe reply. Called after the subscriber
+    /// is registered, so no event published after the snapshot is missed.
+    async fn snapshot(&self, _ctx: &Context, _caller: &Caller, _topic: &str) -> Result<Option<Payload>, ModuleError> {
+        Ok(None)
+    }
+
+    /// A client publishes on one of the module's topics: return the payload to fan out (the same or
+    /// transformed) or refuse. The default refuses: module topics carry module events only.
+    async fn on_publish(
+        &self,
+        _ctx: &Context,
+        _caller: &Caller,
+        topic: &str,
+        _payload: Payload,
+    ) -> Result<Payload, ModuleError> {
+        Err(ModuleError::forbidden(format!("clients may not publish on {topic}")))
+    }
+
+    /// A `call` to `<name>.<method>`.
+    async fn on_call(
+        &self,
+        _ctx: &Context,
+        _caller: &Caller,
+        method: &str,
+        _args: Payload,
+    ) -> Result<Payload, ModuleError> {
+        Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no method {}.{method}", self.name())))
+    }
+
+    /// A subscriber left one of the module's topics (unsubscribe or disconnect).
+    async fn on_unsubscribe(&self, _ctx: &Context, _caller: &Caller, _topic: &str) {}
+
+    /// A connection that had called into or subscribed to this module closed.
+    async fn on_disconnect(&self, _ctx: &Context, _caller: &Caller) {}
+
+    /// HTTP routes the module serves on the broker's port (REST APIs).
+    fn routes(&self, _ctx: &Context) -> Option<axum::Router> {
+        None
+    }
+}
+
+/// The modules of a node, and routing from topics and method names to them.
+#[derive(Default)]
+pub struct ModuleHost {
+    modules: Vec<Arc<dyn Module>>,
+    prefixes: Vec<(String, usize)>,
+}
+
+impl ModuleHost {
+    /// Builds the host; refuses duplicate names and prefixes.
+    pub fn new(modules: Vec<Arc<dyn Module>>) -> anyhow::Result<Self> {
+        let mut prefixes: Vec<(String, usize)> = Vec::new();
+        for (i, m) in modules.iter().enumerate() {
+            if modules[..i].iter().any(|o| o.name() == m.name()) {
+                anyhow::bail!("two modules are named {}", m.name());
+            }
+            for p in m.topic_prefixes() {
+                if let Some((_, j)) = prefixes.iter().find(|(q, _)| *q == p) {
+                    anyhow::bail!("modules {} and {} both claim topic prefix {p}", modules[*j].name(), m.name());
+                }
+                prefixes.push((p, i));
+            }
+        }
+        prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Ok(Self { modules, prefixes })
+    }
+
+    /// The module owning `topic` (longest matching prefix), if any.
+    pub fn owner(&self, topic: &str) -> Option<&Arc<dyn Module>> {
+        self.prefixes.iter().find(|(p, _)| topic.starts_with(p.as_str())).map(|(_, i)| &self.modules[*i])
+    }
+
+    /// The module a `<name>.<method>` call goes to, and the method part.
+    pub fn route_call<'m>(&self, method: &'m str) -> Option<(&Arc<dyn Module>, &'m str)> {
+        let (name, rest) = method.split_once('.')?;
+        self.modules.iter().find(|m| m.name() == name).map(|m| (m, rest))
+    }
+
+    /// All modules.
+    pub fn all(&self) -> &[Arc<dyn Module>] {
+        &self.modules
+    }
+}
+
+/// A module's handle on the node.
+#[derive(Clone)]
+pub struct Context {
+    node: Arc<Node>,
+}
+
+impl Context {
+    /// A context on `node`.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    /// Publishes an event to every subscriber of `topic`; returns its sequence number (0 when nobody is
+    /// subscribed).
+    pub fn publish(&self, topic: &str, payload: &Payload) -> u64 {
+        self.node.publish(topic, payload, Instant::now()).seq
+    }
+
+    /// Serializes `value` and publishes it.
+    pub fn publish_value<T: serde::Serialize + ?Sized>(&self, topic: &str, value: &T) -> Result<u64, ModuleError> {
+        let payload = Payload::from_value(value).map_err(|e| ModuleError::new(ErrorCode::Internal, e.to_string()))?;
+        Ok(self.publish(topic, &payload))
+    }
+
+    /// Subscribers of `topic` on this node.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.node.registry.subscriber_count(topic)
+    }
+
+    /// Named striped counters.
+    pub fn counters(&self) -> &Counters {
+        &self.node.counters
+    }
+
+    /// Presence per topic.
+    pub fn presence(&self) -> &Presence {
+        &self.node.presence
+    }
+
+    /// Persistent storage.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.node.store
+    }
+
+    /// The node's wall clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.node.clock
+    }
+
+    /// Cancelled when the node shuts down; timers should stop then.
+    pub fn shutdown(&self) -> CancellationToken {
+        self.node.shutdown.clone()
+    }
+
+    /// Verifies a bearer token (for module REST routes).
+    pub fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
+        self.node.verifier.verify(token)
+    }
+}

@@ -1,0 +1,166 @@
+//! Starting and stopping a node: open the store, start modules, bind HTTP/WebSocket and QUIC, and on
+//! shutdown stop accepting, tell every client to reconnect elsewhere (close 1001), drain, exit.
+
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::module::{Context, Module, ModuleHost};
+use crate::node::Node;
+use crate::{http, metrics, quic, tls};
+use anyhow::Context as _;
+use chorus_store::{Clock, SystemClock};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+/// How often histogram buckets are compacted by the Prometheus recorder.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// A running node.
+pub struct Server {
+    node: Arc<Node>,
+    /// Bound TCP address (HTTP + WebSocket).
+    pub http_addr: SocketAddr,
+    /// Bound UDP address (QUIC), unless disabled.
+    pub quic_addr: Option<SocketAddr>,
+    /// SHA-256 fingerprint of the QUIC certificate.
+    pub quic_fingerprint: Option<String>,
+    http: JoinHandle<()>,
+    endpoint: Option<quinn::Endpoint>,
+}
+
+/// Starts a node with the system clock.
+pub async fn start(config: Config, modules: Vec<Arc<dyn Module>>) -> anyhow::Result<Server> {
+    start_with_clock(config, modules, Arc::new(SystemClock)).await
+}
+
+/// Starts a node with the given wall clock.
+pub async fn start_with_clock(
+    config: Config,
+    modules: Vec<Arc<dyn Module>>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Server> {
+    let prometheus = metrics::install();
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let store =
+        chorus_store::open(&config.store, &config.data_dir, clock.clone()).await.context("opening the store")?;
+    let verifier = Verifier::from_config(&config)?;
+    if !verifier.enabled() {
+        tracing::warn!("no JWT key configured (CHORUS_JWT_SECRET or --jwt-public-key): accepting guests only");
+    }
+    let host = ModuleHost::new(modules)?;
+    let config = Arc::new(config);
+    let node = Arc::new(Node::new(config.clone(), verifier, host, store, clock));
+    let ctx = Context::new(node.clone());
+    let mut routes = Vec::new();
+    for module in node.modules.all() {
+        module.start(&ctx).await.with_context(|| format!("starting module {}", module.name()))?;
+        routes.extend(module.routes(&ctx));
+    }
+
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let http_addr = listener.local_addr()?;
+    let app = http::router(node.clone(), prometheus.clone(), routes);
+    let stop = node.shutdown.clone();
+    let http = tokio::spawn(async move {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    let (endpoint, quic_addr, quic_fingerprint) = if config.disable_quic {
+        (None, None, None)
+    } else {
+        let cert = tls::load_or_generate(&config)?;
+        let endpoint = quic::endpoint(&config, &cert)?;
+        let addr = endpoint.local_addr()?;
+        tracing::info!(%addr, fingerprint = %cert.fingerprint, "QUIC listening");
+        tokio::spawn(quic::accept_loop(node.clone(), endpoint.clone()));
+        (Some(endpoint), Some(addr), Some(cert.fingerprint))
+    };
+
+    let stop = node.shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => prometheus.run_upkeep(),
+            }
+        }
+    });
+
+    node.set_ready(true);
+    tracing::info!(%http_addr, "chorus listening");
+    Ok(Server { node, http_addr, quic_addr, quic_fingerprint, http, endpoint })
+}
+
+impl Server {
+    /// The node's shared state.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Starts a graceful shutdown (idempotent).
+    pub fn shutdown(&self) {
+        self.node.shutdown.cancel();
+    }
+
+    /// Waits for shutdown to be requested, then drains connections within the configured grace period.
+    pub async fn stopped(self) -> anyhow::Result<()> {
+        self.node.shutdown.cancelled().await;
+        self.node.set_ready(false);
+        if let Some(endpoint) = &self.endpoint {
+            endpoint.set_server_config(None);
+        }
+        self.node.tracker.close();
+        let grace = Duration::from_secs(self.node.config.shutdown_grace_secs);
+        if timeout(grace, self.node.tracker.wait()).await.is_err() {
+            tracing::warn!(open = self.node.tracker.len(), "connections still open after the shutdown grace period");
+        }
+        if timeout(grace, self.http).await.is_err() {
+            tracing::warn!("HTTP server did not stop within the grace period");
+        }
+        if let Some(endpoint) = self.endpoint {
+            let _ = timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        }
+        tracing::info!("chorus stopped");
+        Ok(())
+    }
+}
+
+/// Runs a node until SIGINT or SIGTERM, printing one `chorus listening ...` line on stdout once bound
+/// (scripts and tests read the ports from it).
+pub async fn run(config: Config, modules: Vec<Arc<dyn Module>>) -> anyhow::Result<()> {
+    let server = start(config, modules).await?;
+    let quic = server.quic_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    let fingerprint = server.quic_fingerprint.clone().unwrap_or_else(|| "none".to_owned());
+    println!("chorus listening http={} quic={quic} quic_fingerprint={fingerprint}", server.http_addr);
+    let node = server.node.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        node.shutdown.cancel();
+    });
+    server.stopped().await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the node");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Shared helpers for the end-to-end tests: start the real `chorus` binary on port 0, mint tokens,
+//! speak raw HTTP, read `/metrics`.
+#![allow(dead_code)]
+
+use anyhow::{Context as _, bail};
+use jsonwebtoken::{EncodingKey, Header, encode};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// The HS256 secret every test broker is started with.
+pub const SECRET: &str = "test-secret-do-not-use-in-production";
+
+/// A `chorus` process with its ports.
+pub struct Broker {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub quic: SocketAddr,
+    pub fingerprint: String,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts `chorus` on loopback port 0 with the test secret, a fresh data dir, and `extra` flags.
+    pub async fn start(extra: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(data_dir, extra).await
+    }
+
+    /// As [`Broker::start`] with a given data dir (to restart on the same data).
+    pub async fn start_in(data_dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+        cmd.args(["--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args(extra)
+            .env("CHORUS_LOG", std::env::var("CHORUS_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn chorus");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("chorus did not report its ports within 30 s")
+            .expect("read stdout")
+            .expect("chorus exited before listening");
+        let field = |name: &str| -> String {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+                .to_owned()
+        };
+        let http = field("http").parse().expect("http addr");
+        let quic = field("quic").parse().expect("quic addr");
+        let fingerprint = field("quic_fingerprint");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, http, quic, fingerprint, data_dir }
+    }
+
+    /// `ws://.../v1/ws` with an optional query string.
+    pub fn ws_url(&self, query: &str) -> String {
+        if query.is_empty() { format!("ws://{}/v1/ws", self.http) } else { format!("ws://{}/v1/ws?{query}", self.http) }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// GET `path`; returns (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_request(self.http, "GET", path, &[], None).await.expect("HTTP request")
+    }
+
+    /// The `/metrics` samples.
+    pub async fn metrics(&self) -> Metrics {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200);
+        Metrics::parse(&body).expect("valid Prometheus text")
+    }
+}
+
+/// A signed HS256 token for `claims`, with `exp` one hour ahead unless given.
+pub fn token(mut claims: Value) -> String {
+    if claims.get("exp").is_none() {
+        claims["exp"] = Value::from(now() + 3600);
+    }
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).expect("encode")
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+}
+
+/// A minimal HTTP/1.1 request (Connection: close); returns (status, body).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method != "GET" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").context("no header end")?;
+    let status: u16 = head.split_whitespace().nth(1).context("no status")?.parse()?;
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(rest)? } else { rest.to_owned() };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> anyhow::Result<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = s.split_once("\r\n").context("chunk size")?;
+        let size = usize::from_str_radix(size.trim(), 16)?;
+        if size == 0 {
+            return Ok(out);
+        }
+        out.push_str(&rest[..size]);
+        s = &rest[size + 2..];
+    }
+}
+
+/// Parsed Prometheus text exposition: `name{labels}` → value.
+pub struct Metrics(pub HashMap<String, f64>);
+
+impl Metrics {
+    /// Parses the text format, checking each sample line has a name and a numeric value and that every
+    /// sampled family was declared with `# TYPE`.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut types = HashMap::new();
+        let mut samples = HashMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut parts = rest.split_whitespace();
+                let (Some(name), Some(kind)) = (parts.next(), parts.next()) else { bail!("bad TYPE line {line:?}") };
+                types.insert(name.to_owned(), kind.to_owned());
+                continue;
+            }
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (key, value) = line.rsplit_once(' ').with_context(|| format!("bad sample {line:?}"))?;
+            let value: f64 = value.parse().with_context(|| format!("bad value in {line:?}"))?;
+            let name = key.split('{').next().unwrap_or(key);
+            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+            if !types.contains_key(name) && !types.contains_key(family) {
+                bail!("sample {name} has no # TYPE line");
+            }
+            samples.insert(key.to_owned(), value);
+        }
+        Ok(Self(samples))
+    }
+
+    /// A sample's value, 0 when absent.
+    pub fn get(&self, key: &str) -> f64 {
+        self.0.get(key).copied().unwrap_or(0.0)
+    }
+}
+
+/// A raw WebSocket to the native endpoint, for tests that must send what no SDK would.
+pub type RawWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// Opens a raw WebSocket offering `subprotocol`.
+pub async fn raw_ws(broker: &Broker, subprotocol: &str, query: &str) -> RawWs {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = broker.ws_url(query).into_client_request().expect("request");
+    req.headers_mut().insert("Sec-WebSocket-Protocol", subprotocol.parse().expect("header"));
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await.expect("WebSocket connect");
+    assert_eq!(
+        resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
+        Some(subprotocol),
+        "server must echo the subprotocol"
+    );
+    ws
+}
+
+/// Sends a JSON frame as a text message.
+pub async fn send_json(ws: &mut RawWs, frame: Value) {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(frame.to_string())).await.expect("send");
+}
+
+/// What the server sent next on a raw socket.
+#[derive(Debug)]
+pub enum Next {
+    Json(Value),
+    Binary(Vec<u8>),
+    Close(Option<u16>, String),
+}
+
+/// Reads the next frame (skipping ping/pong), within 10 s.
+pub async fn next(ws: &mut RawWs) -> Next {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("no frame within 10 s");
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                return Next::Json(serde_json::from_str(&t).expect("server sent invalid JSON"));
+            }
+            Some(Ok(Message::Binary(b))) => return Next::Binary(b.to_vec()),
+            Some(Ok(Message::Close(f))) => {
+                return Next::Close(
+                    f.as_ref().map(|f| u16::from(f.code)),
+                    f.map(|f| f.reason.to_string()).unwrap_or_default(),
+                );
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Next::Close(None, String::new()),
+        }
+    }
+}
+
+/// Reads the next frame and expects a JSON one.
+pub async fn next_json(ws: &mut RawWs) -> Value {
+    match next(ws).await {
+        Next::Json(v) => v,
+        other => panic!("expected a JSON frame, got {other:?}"),
+    }
+}
+
+/// Reads until the close frame; returns its code (after checking the `disconnect` frame, if any, agrees).
+pub async fn expect_close(ws: &mut RawWs) -> Option<u16> {
+    loop {
+        match next(ws).await {
+            Next::Close(code, _) => return code,
+            Next::Json(v) if v["type"] == "disconnect" => {
+                let code = v["code"].as_u64().map(|c| c as u16);
+                let close = loop {
+                    if let Next::Close(c, _) = next(ws).await {
+                        break c;
+                    }
+                };
+                assert_eq!(close, code, "disconnect frame and close code disagree");
+                return close;
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// Opens a JSON raw socket and completes hello (with `token`, or as a guest).
+pub async fn json_session(broker: &Broker, token: Option<&str>) -> RawWs {
+    let mut ws = raw_ws(broker, "chorus.v1.json", "").await;
+    let hello = match token {
+        Some(t) => serde_json::json!({"type": "hello", "token": t}),
+        None => serde_json::json!({"type": "hello"}),
+    };
+    send_json(&mut ws, hello).await;
+    let welcome = next_json(&mut ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    ws
+}
