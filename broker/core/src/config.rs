@@ -107,6 +107,11 @@ pub struct Config {
     #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
 
+    /// Redis URL (`redis://host:port/db`). Enables the features that share state through Redis, such as
+    /// modules' compatibility with apps that keep their state in Redis.
+    #[arg(long, env = "CHORUS_REDIS_URL")]
+    pub redis_url: Option<String>,
+
     /// Storage settings.
     #[command(flatten)]
     pub store: chorus_store::StoreConfig,

@@ -5,7 +5,7 @@
 
 use crate::module::{Caller, Context, Module};
 use crate::node::Node;
-use crate::queue::{FrameSink, OutQueue, Push, run_writer};
+use crate::queue::{Encoding, FrameSink, OutQueue, Push, run_writer};
 use bytes::Bytes;
 use chorus_protocol::topic;
 use chorus_protocol::{
@@ -17,6 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{Instrument, field};
 
@@ -57,15 +58,61 @@ pub struct Accepted {
     pub peer: SocketAddr,
 }
 
+/// Opens a connection's outbound queue and starts its writer task.
+pub(crate) fn open_queue(
+    node: &Node,
+    encoding: Encoding,
+    sink: impl FrameSink,
+    transport: &'static str,
+) -> (Arc<OutQueue>, JoinHandle<()>) {
+    let queue = Arc::new(OutQueue::with_encoding(encoding, node.config.outbound_queue_bytes));
+    let writer = tokio::spawn(run_writer(queue.clone(), sink, node.metrics.clone(), transport).in_current_span());
+    node.metrics.connection_opened(transport);
+    (queue, writer)
+}
+
+/// Ends a connection after its read loop: lets the writer flush the goodbye (bounded by
+/// [`CLOSE_FLUSH_TIMEOUT`]) and returns the close code.
+pub(crate) async fn close_queue(
+    node: &Node,
+    queue: &OutQueue,
+    mut writer: JoinHandle<()>,
+    transport: &'static str,
+) -> CloseCode {
+    tracing::debug!(close = ?queue.close_code(), "connection ended");
+    if timeout(CLOSE_FLUSH_TIMEOUT, &mut writer).await.is_err() {
+        writer.abort();
+    }
+    node.metrics.connection_closed(transport);
+    queue.close_code().unwrap_or(CloseCode::Normal)
+}
+
+/// Removes a closed connection from its topics and tells the modules, then clears its presence.
+pub(crate) async fn leave_everything(
+    ctx: &Context,
+    node: &Node,
+    caller: &Caller,
+    topics: impl IntoIterator<Item = String>,
+) {
+    for topic in topics {
+        node.registry.unsubscribe(&topic, caller.conn_id);
+        if let Some(m) = node.modules.owner(&topic) {
+            m.on_unsubscribe(ctx, caller, &topic).await;
+        }
+    }
+    for module in node.modules.all() {
+        module.on_disconnect(ctx, caller).await;
+    }
+    node.presence.leave_connection(caller.conn_id);
+}
+
 /// Runs a connection to completion; returns the code it closed with.
 pub async fn serve(node: Arc<Node>, accepted: Accepted, source: impl FrameSource, sink: impl FrameSink) -> CloseCode {
     let id = node.next_conn_id();
     let span = tracing::info_span!("conn", conn_id = id, transport = accepted.transport, peer = %accepted.peer, user = field::Empty);
     async move {
         let transport = accepted.transport;
-        let queue = Arc::new(OutQueue::new(accepted.codec, node.config.outbound_queue_bytes));
-        let writer = tokio::spawn(run_writer(queue.clone(), sink, node.metrics.clone(), transport).in_current_span());
-        node.metrics.connection_opened(transport);
+        let (queue, writer) = open_queue(&node, Encoding::Native(accepted.codec), sink, transport);
         let rate = f64::from(node.config.publish_rate);
         let mut conn = Conn {
             ctx: Context::new(node.clone()),
@@ -80,14 +127,10 @@ pub async fn serve(node: Arc<Node>, accepted: Accepted, source: impl FrameSource
             refilled: Instant::now(),
         };
         conn.run(source).await;
-        conn.cleanup().await;
-        tracing::debug!(close = ?conn.queue.close_code(), "connection ended");
-        let mut writer = writer;
-        if timeout(CLOSE_FLUSH_TIMEOUT, &mut writer).await.is_err() {
-            writer.abort();
+        if let Some(caller) = conn.caller.take() {
+            leave_everything(&conn.ctx, &conn.node, &caller, std::mem::take(&mut conn.subscriptions)).await;
         }
-        conn.node.metrics.connection_closed(transport);
-        conn.queue.close_code().unwrap_or(CloseCode::Normal)
+        close_queue(&conn.node, &conn.queue, writer, transport).await
     }
     .instrument(span)
     .await
@@ -321,20 +364,6 @@ impl Conn {
             Ok(result) => self.send(&ServerFrame::Reply { id, result }),
             Err(e) => self.error(Some(id), e.code, e.message),
         }
-    }
-
-    async fn cleanup(&mut self) {
-        let Some(caller) = self.caller.take() else { return };
-        for topic in std::mem::take(&mut self.subscriptions) {
-            self.node.registry.unsubscribe(&topic, self.id);
-            if let Some(m) = self.owner(&topic) {
-                m.on_unsubscribe(&self.ctx, &caller, &topic).await;
-            }
-        }
-        for module in self.node.modules.all() {
-            module.on_disconnect(&self.ctx, &caller).await;
-        }
-        self.node.presence.leave_connection(self.id);
     }
 }
 

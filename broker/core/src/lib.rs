@@ -12,6 +12,7 @@
 //! - [`server`]: binds listeners, wires shared state, graceful shutdown.
 //! - [`http`]: `/v1/ws` upgrade, `/metrics`, `/health`, `/ready`, module REST routes.
 //! - [`ws`], [`quic`], [`tls`]: transports and the QUIC certificate.
+//! - [`dialect`]: hosts compat dialects (an existing app's JSON WebSocket API) over topics and modules.
 //! - [`conn`]: one task per connection; [`queue`]: its outbound queue and writer.
 //! - [`auth`]: JWT verification and [`auth::Identity`].
 //! - [`topics`]: sharded registry and fan-out; [`counters`]: striped counters; [`presence`]: who is where.
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod counters;
+pub mod dialect;
 pub mod http;
 pub mod metrics;
 pub mod module;

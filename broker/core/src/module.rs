@@ -177,13 +177,18 @@ impl ModuleHost {
 /// A module's handle on the node.
 #[derive(Clone)]
 pub struct Context {
-    node: Arc<Node>,
+    pub(crate) node: Arc<Node>,
 }
 
 impl Context {
     /// A context on `node`.
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &crate::config::Config {
+        &self.node.config
     }
 
     /// Publishes an event to every subscriber of `topic`; returns its sequence number (0 when nobody is

@@ -8,11 +8,12 @@
 
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use chorus_protocol::{CloseCode, Codec, ServerFrame, codec::encode_server};
+use chorus_protocol::{CloseCode, Codec, Payload, ServerFrame, codec::encode_server};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +28,21 @@ pub trait FrameSink: Send + 'static {
     fn send_batch(&mut self, frames: &[Bytes]) -> impl Future<Output = io::Result<()>> + Send;
     /// Sends the transport-level close with this code and reason.
     fn close(&mut self, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send;
+}
+
+/// Encodes topic events for connections that speak a compat dialect rather than the native protocol.
+pub trait EventEncoder: Send + Sync + 'static {
+    /// The event as this dialect's frame, or `None` when the dialect does not carry it.
+    fn encode_event(&self, topic: &str, payload: &Payload) -> Option<Bytes>;
+}
+
+/// How a connection wants its events encoded. Fan-out encodes once per distinct encoding.
+#[derive(Clone)]
+pub enum Encoding {
+    /// Native `event` frames in a codec.
+    Native(Codec),
+    /// A compat dialect's own frames (JSON text).
+    Dialect(Arc<dyn EventEncoder>),
 }
 
 /// Result of [`OutQueue::push`].
@@ -48,7 +64,7 @@ struct Inner {
 
 /// A byte-bounded queue of encoded frames for one connection.
 pub struct OutQueue {
-    codec: Codec,
+    encoding: Encoding,
     max_bytes: usize,
     inner: Mutex<Inner>,
     ready: Notify,
@@ -56,10 +72,15 @@ pub struct OutQueue {
 }
 
 impl OutQueue {
-    /// A queue for a connection speaking `codec`, holding at most `max_bytes` of frames.
+    /// A queue for a native connection speaking `codec`, holding at most `max_bytes` of frames.
     pub fn new(codec: Codec, max_bytes: usize) -> Self {
+        Self::with_encoding(Encoding::Native(codec), max_bytes)
+    }
+
+    /// A queue for a connection with any encoding.
+    pub fn with_encoding(encoding: Encoding, max_bytes: usize) -> Self {
         Self {
-            codec,
+            encoding,
             max_bytes,
             inner: Mutex::new(Inner { frames: VecDeque::new(), bytes: 0, close: None }),
             ready: Notify::new(),
@@ -67,9 +88,17 @@ impl OutQueue {
         }
     }
 
-    /// The codec frames in this queue are encoded with.
+    /// How events for this connection are encoded.
+    pub fn encoding(&self) -> &Encoding {
+        &self.encoding
+    }
+
+    /// The native codec; dialect connections carry JSON text.
     pub fn codec(&self) -> Codec {
-        self.codec
+        match self.encoding {
+            Encoding::Native(codec) => codec,
+            Encoding::Dialect(_) => Codec::Json,
+        }
     }
 
     /// Queues a frame without waiting.
@@ -91,9 +120,9 @@ impl OutQueue {
         Push::Queued
     }
 
-    /// Encodes and queues a frame addressed to this connection alone (a reply, error or snapshot).
+    /// Encodes and queues a native frame addressed to this connection alone (a reply, error or snapshot).
     pub fn push_frame(&self, frame: &ServerFrame) -> Push {
-        match encode_server(self.codec, frame) {
+        match encode_server(self.codec(), frame) {
             Ok(bytes) => self.push(bytes),
             Err(e) => {
                 tracing::error!(error = %e, "dropping a frame that cannot be encoded");
@@ -112,7 +141,9 @@ impl OutQueue {
     }
 
     fn close_locked(&self, inner: &mut Inner, code: CloseCode, reason: &str) {
-        if let Ok(bytes) = encode_server(self.codec, &ServerFrame::disconnect(code, reason)) {
+        if let Encoding::Native(codec) = self.encoding
+            && let Ok(bytes) = encode_server(codec, &ServerFrame::disconnect(code, reason))
+        {
             inner.frames.push_back(bytes);
         }
         inner.close = Some((code, reason.to_owned()));

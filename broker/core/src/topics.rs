@@ -5,9 +5,9 @@
 //! sequence number and enqueue to every subscriber" atomic, so every subscriber sees one topic's events in
 //! sequence order. A publish encodes the event at most once per codec and shares the bytes.
 
-use crate::queue::{OutQueue, Push};
+use crate::queue::{Encoding, OutQueue, Push};
 use bytes::Bytes;
-use chorus_protocol::{Codec, Payload, ServerFrame, codec::encode_server};
+use chorus_protocol::{Payload, ServerFrame, codec::encode_server};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -116,20 +116,40 @@ impl Registry {
         let mut st = state.lock();
         st.seq += 1;
         let frame = ServerFrame::Event { topic: topic.to_owned(), seq: st.seq, payload: payload.clone() };
-        let mut encoded: [Option<Bytes>; 2] = [None, None];
+        let mut native: [Option<Bytes>; 2] = [None, None];
+        // Dialect encodings seen in this publish, keyed by encoder identity; a node has a handful at most.
+        let mut dialects: Vec<(*const (), Option<Bytes>)> = Vec::new();
         let mut out = Fanout { seq: st.seq, ..Fanout::default() };
         for sub in &st.subscribers {
-            let codec: Codec = sub.queue.codec();
-            let slot = &mut encoded[codec.index()];
-            let bytes = match slot {
-                Some(b) => b.clone(),
-                None => match encode_server(codec, &frame) {
-                    Ok(b) => slot.insert(b).clone(),
-                    Err(e) => {
-                        tracing::error!(topic, error = %e, "event cannot be encoded; not delivered");
-                        continue;
+            let bytes = match sub.queue.encoding() {
+                Encoding::Native(codec) => {
+                    let slot = &mut native[codec.index()];
+                    match slot {
+                        Some(b) => b.clone(),
+                        None => match encode_server(*codec, &frame) {
+                            Ok(b) => slot.insert(b).clone(),
+                            Err(e) => {
+                                tracing::error!(topic, error = %e, "event cannot be encoded; not delivered");
+                                continue;
+                            }
+                        },
                     }
-                },
+                }
+                Encoding::Dialect(encoder) => {
+                    let key = Arc::as_ptr(encoder) as *const ();
+                    let cached = match dialects.iter().find(|(k, _)| *k == key) {
+                        Some((_, cached)) => cached.clone(),
+                        None => {
+                            let encoded = encoder.encode_event(topic, payload);
+                            dialects.push((key, encoded.clone()));
+                            encoded
+                        }
+                    };
+                    match cached {
+                        Some(b) => b,
+                        None => continue,
+                    }
+                }
             };
             match sub.queue.push(bytes) {
                 Push::Queued => out.delivered += 1,
@@ -154,6 +174,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chorus_protocol::Codec;
     use chorus_protocol::codec::decode_server;
 
     fn sub(conn_id: u64, codec: Codec, max: usize) -> Subscriber {

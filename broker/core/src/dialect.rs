@@ -1,0 +1,404 @@
+//! Compat dialects: an existing app's JSON-over-WebSocket API served on the broker's port.
+//!
+//! A dialect is vocabulary only. The module that owns the domain implements [`JsonDialect`] (message
+//! names, field names, how a key such as an event id maps to a topic); this host does everything else
+//! the same way for every dialect: the upgrade, the token check with 1008 closes, client ids, a
+//! timestamp on every server message, subscriptions through the registry with the owning module's
+//! `authorize` and `snapshot`, per-dialect statistics, and fan-out encoded once per publish for all of
+//! the dialect's clients. No domain logic lives here.
+
+use crate::conn::{CLOSE_FLUSH_TIMEOUT, FrameSource, Inbound, close_queue, leave_everything, open_queue};
+use crate::module::{Caller, Context};
+use crate::node::Node;
+use crate::queue::{Encoding, EventEncoder, FrameSink, OutQueue};
+use crate::topics::Subscriber;
+use crate::ws;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{Request, Response, StatusCode};
+use axum::routing::get;
+use bytes::Bytes;
+use chorus_protocol::{CloseCode, Codec, Payload};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+use tokio::time::timeout;
+use tracing::Instrument;
+
+/// What a client message asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DialectRequest {
+    /// Subscribe to the topic of this key.
+    Subscribe(Value),
+    /// Unsubscribe from the topic of this key.
+    Unsubscribe(Value),
+    /// Keepalive; answered with [`JsonDialect::pong`].
+    Ping,
+    /// Connection statistics; answered with [`JsonDialect::stats`].
+    Stats,
+}
+
+/// Statistics of one dialect on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialectStats {
+    /// Connected clients of this dialect.
+    pub clients: usize,
+    /// Distinct keys (topics) with at least one subscribed client of this dialect.
+    pub subscribed_keys: usize,
+}
+
+/// The vocabulary of a JSON WebSocket API. Every `Value` a method returns must be a JSON object; the
+/// host adds the timestamp field to it.
+pub trait JsonDialect: Send + Sync + 'static {
+    /// The plain path and, optionally, a path with a `{key}` segment whose connections are subscribed to
+    /// that key on connect (e.g. `("/ws", Some("/ws/events/{key}"))`).
+    fn paths(&self) -> (&'static str, Option<&'static str>);
+    /// The topic a key names, or the error message for an invalid key.
+    fn topic(&self, key: &Value) -> Result<String, String>;
+    /// Decodes a client message; an `Err` is sent back as an error message and the connection stays open.
+    fn decode(&self, message: &Value) -> Result<DialectRequest, String>;
+    /// The first message of a connection.
+    fn connected(&self, client_id: &str, key: Option<&Value>) -> Value;
+    /// Confirms a subscription.
+    fn subscribed(&self, key: &Value) -> Value;
+    /// Confirms an unsubscription.
+    fn unsubscribed(&self, key: &Value) -> Value;
+    /// Answers a ping.
+    fn pong(&self) -> Value;
+    /// Answers a statistics request.
+    fn stats(&self, stats: DialectStats) -> Value;
+    /// An error message.
+    fn error(&self, message: &str) -> Value;
+    /// The error message for a client message that is not JSON.
+    fn invalid_json_message(&self) -> &'static str;
+    /// A topic event as this dialect's message, or `None` to not forward it.
+    fn event(&self, topic: &str, payload: &Payload) -> Option<Value>;
+    /// Close reason (code 1008) when no token is presented, or `None` when guests are allowed.
+    fn missing_token_reason(&self) -> Option<&'static str>;
+    /// Close reason (code 1008) for an invalid or expired token.
+    fn invalid_token_reason(&self) -> &'static str;
+    /// The client id announced in [`JsonDialect::connected`].
+    fn client_id(&self, conn_id: u64, now_ms: u64) -> String;
+    /// The timestamp field added to every server message (ISO-8601 UTC, milliseconds), if any.
+    fn timestamp_field(&self) -> Option<&'static str> {
+        Some("timestamp")
+    }
+}
+
+/// ISO-8601 UTC with milliseconds, e.g. `2024-11-11T10:30:00.000Z`.
+pub fn iso8601(now_ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now_ms)).to_string()
+}
+
+struct Host {
+    ctx: Context,
+    dialect: Arc<dyn JsonDialect>,
+    encoder: Arc<DialectEncoder>,
+    clients: AtomicUsize,
+    topics: Mutex<HashMap<String, usize>>,
+}
+
+struct DialectEncoder {
+    dialect: Arc<dyn JsonDialect>,
+    node: Arc<Node>,
+}
+
+impl DialectEncoder {
+    fn render(&self, mut message: Value) -> Option<Bytes> {
+        if let (Some(field), Value::Object(map)) = (self.dialect.timestamp_field(), &mut message) {
+            map.insert(field.to_owned(), Value::String(iso8601(self.node.clock.now_ms())));
+        }
+        serde_json::to_vec(&message).ok().map(Bytes::from)
+    }
+}
+
+impl EventEncoder for DialectEncoder {
+    fn encode_event(&self, topic: &str, payload: &Payload) -> Option<Bytes> {
+        self.render(self.dialect.event(topic, payload)?)
+    }
+}
+
+/// The routes serving `dialect` (both of its paths).
+pub fn routes(ctx: &Context, dialect: Arc<dyn JsonDialect>) -> Router {
+    let encoder = Arc::new(DialectEncoder { dialect: dialect.clone(), node: ctx.node.clone() });
+    let (path, keyed) = dialect.paths();
+    let host =
+        Arc::new(Host { ctx: ctx.clone(), dialect, encoder, clients: AtomicUsize::new(0), topics: Mutex::default() });
+    let mut router = Router::new().route(path, get(plain));
+    if let Some(keyed) = keyed {
+        router = router.route(keyed, get(keyed_path));
+    }
+    router.with_state(host)
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn plain(
+    State(host): State<Arc<Host>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<TokenQuery>,
+    req: Request<Body>,
+) -> Response<Body> {
+    upgrade(host, peer, query.token, None, req)
+}
+
+async fn keyed_path(
+    State(host): State<Arc<Host>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(key): Path<String>,
+    Query(query): Query<TokenQuery>,
+    req: Request<Body>,
+) -> Response<Body> {
+    let key = match key.parse::<i64>() {
+        Ok(n) => Value::from(n),
+        Err(_) => Value::String(key),
+    };
+    upgrade(host, peer, query.token, Some(key), req)
+}
+
+fn upgrade(
+    host: Arc<Host>,
+    peer: SocketAddr,
+    token: Option<String>,
+    key: Option<Value>,
+    mut req: Request<Body>,
+) -> Response<Body> {
+    let node = host.ctx.node.clone();
+    if node.shutdown.is_cancelled() {
+        return crate::http::json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    let token = token.or_else(|| ws::bearer(&req));
+    let upgrade = match ws::accept(&mut req, None) {
+        Ok(u) => u,
+        Err(reason) => return crate::http::json_error(StatusCode::BAD_REQUEST, reason),
+    };
+    let conn_id = node.next_conn_id();
+    let span = tracing::info_span!("conn", conn_id, transport = "ws", peer = %peer, user = tracing::field::Empty);
+    node.tracker.spawn(
+        async move {
+            let max = host.ctx.node.config.max_frame_bytes as usize;
+            match ws::finish(upgrade.on_upgrade, max).await {
+                Ok(socket) => {
+                    let (source, sink) = ws::split(socket, Codec::Json);
+                    serve(host, conn_id, token, key, source, sink).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+            }
+        }
+        .instrument(span),
+    );
+    upgrade.response
+}
+
+async fn serve(
+    host: Arc<Host>,
+    conn_id: u64,
+    token: Option<String>,
+    key: Option<Value>,
+    source: impl FrameSource,
+    mut sink: impl FrameSink,
+) {
+    let node = host.ctx.node.clone();
+    let identity = match (token, host.dialect.missing_token_reason()) {
+        (None, Some(reason)) => {
+            node.metrics.auth_failure("missing");
+            return reject(&mut sink, reason).await;
+        }
+        (token, _) => match node.verifier.identify(token.as_deref(), conn_id) {
+            Ok(identity) => identity,
+            Err(e) => {
+                node.metrics.auth_failure(e.label());
+                return reject(&mut sink, host.dialect.invalid_token_reason()).await;
+            }
+        },
+    };
+    tracing::Span::current().record("user", identity.sub.as_str());
+    let caller = Caller { conn_id, identity: Arc::new(identity) };
+    let (queue, writer) = open_queue(&node, Encoding::Dialect(host.encoder.clone()), sink, "ws");
+    host.clients.fetch_add(1, Ordering::Relaxed);
+    let mut conn = DialectConn { host: host.clone(), caller, queue, topics: HashMap::new() };
+    let now = node.clock.now_ms();
+    conn.send(host.dialect.connected(&host.dialect.client_id(conn_id, now), key.as_ref()));
+    if let Some(key) = key {
+        conn.subscribe(key, false).await;
+    }
+    conn.run(source).await;
+    let topics: Vec<String> = conn.topics.drain().map(|(topic, _)| topic).collect();
+    for topic in &topics {
+        host.topic_left(topic);
+    }
+    leave_everything(&host.ctx, &node, &conn.caller, topics).await;
+    host.clients.fetch_sub(1, Ordering::Relaxed);
+    close_queue(&node, &conn.queue, writer, "ws").await;
+}
+
+async fn reject(sink: &mut impl FrameSink, reason: &str) {
+    tracing::info!(reason, "dialect connection refused");
+    let _ = timeout(CLOSE_FLUSH_TIMEOUT, sink.close(CloseCode::PolicyViolation, reason)).await;
+}
+
+impl Host {
+    fn topic_joined(&self, topic: &str) {
+        *self.topics.lock().entry(topic.to_owned()).or_default() += 1;
+    }
+
+    fn topic_left(&self, topic: &str) {
+        let mut topics = self.topics.lock();
+        if let Some(n) = topics.get_mut(topic) {
+            *n -= 1;
+            if *n == 0 {
+                topics.remove(topic);
+            }
+        }
+    }
+
+    fn stats(&self) -> DialectStats {
+        DialectStats { clients: self.clients.load(Ordering::Relaxed), subscribed_keys: self.topics.lock().len() }
+    }
+}
+
+struct DialectConn {
+    host: Arc<Host>,
+    caller: Caller,
+    queue: Arc<OutQueue>,
+    topics: HashMap<String, Value>,
+}
+
+impl DialectConn {
+    fn send(&self, message: Value) {
+        if let Some(bytes) = self.host.encoder.render(message)
+            && self.queue.push(bytes) == crate::queue::Push::Overflow
+        {
+            self.host.ctx.node.metrics.slow_consumer();
+        }
+    }
+
+    fn error(&self, message: &str) {
+        self.send(self.host.dialect.error(message));
+    }
+
+    async fn run(&mut self, mut source: impl FrameSource) {
+        let shutdown = self.host.ctx.node.shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.queue.close(CloseCode::GoingAway, "server shutting down; reconnect");
+                    return;
+                }
+                _ = self.queue.closed() => return,
+                inbound = source.recv() => match inbound {
+                    Inbound::Frame(bytes) => {
+                        self.host.ctx.node.metrics.frame_in("ws", bytes.len());
+                        self.handle(&bytes).await;
+                    }
+                    Inbound::Activity => {}
+                    Inbound::Closed => {
+                        self.queue.close(CloseCode::Normal, "client closed");
+                        return;
+                    }
+                    Inbound::TooLarge => {
+                        self.queue.close(CloseCode::MessageTooBig, "message too large");
+                        return;
+                    }
+                    Inbound::Broken(e) => {
+                        self.queue.close(CloseCode::ProtocolError, &e);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, bytes: &[u8]) {
+        let dialect = self.host.dialect.clone();
+        let Ok(message) = serde_json::from_slice::<Value>(bytes) else {
+            return self.error(dialect.invalid_json_message());
+        };
+        match dialect.decode(&message) {
+            Err(e) => self.error(&e),
+            Ok(DialectRequest::Ping) => self.send(dialect.pong()),
+            Ok(DialectRequest::Stats) => self.send(dialect.stats(self.host.stats())),
+            Ok(DialectRequest::Subscribe(key)) => self.subscribe(key, true).await,
+            Ok(DialectRequest::Unsubscribe(key)) => self.unsubscribe(key).await,
+        }
+    }
+
+    async fn subscribe(&mut self, key: Value, confirm: bool) {
+        let dialect = self.host.dialect.clone();
+        let node = self.host.ctx.node.clone();
+        let topic = match dialect.topic(&key) {
+            Ok(topic) => topic,
+            Err(e) => return self.error(&e),
+        };
+        if self.topics.contains_key(&topic) {
+            if confirm {
+                self.send(dialect.subscribed(&key));
+            }
+            return;
+        }
+        if self.topics.len() >= node.config.max_subscriptions as usize {
+            return self.error(&format!("at most {} subscriptions per connection", node.config.max_subscriptions));
+        }
+        let owner = node.modules.owner(&topic).cloned();
+        if let Some(m) = &owner
+            && let Err(e) = m.authorize(&self.host.ctx, &self.caller, &topic).await
+        {
+            return self.error(&e.message);
+        }
+        node.registry.subscribe(&topic, Subscriber { conn_id: self.caller.conn_id, queue: self.queue.clone() });
+        self.host.topic_joined(&topic);
+        self.topics.insert(topic.clone(), key.clone());
+        if confirm {
+            self.send(dialect.subscribed(&key));
+        }
+        if let Some(m) = &owner {
+            match m.snapshot(&self.host.ctx, &self.caller, &topic).await {
+                Ok(Some(snapshot)) => {
+                    if let Some(message) = dialect.event(&topic, &snapshot) {
+                        self.send(message);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => self.error(&e.message),
+            }
+        }
+    }
+
+    async fn unsubscribe(&mut self, key: Value) {
+        let dialect = self.host.dialect.clone();
+        let topic = match dialect.topic(&key) {
+            Ok(topic) => topic,
+            Err(e) => return self.error(&e),
+        };
+        if self.topics.remove(&topic).is_some() {
+            let node = &self.host.ctx.node;
+            node.registry.unsubscribe(&topic, self.caller.conn_id);
+            self.host.topic_left(&topic);
+            if let Some(m) = node.modules.owner(&topic) {
+                m.on_unsubscribe(&self.host.ctx, &self.caller, &topic).await;
+            }
+        }
+        self.send(dialect.unsubscribed(&key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_iso8601_with_milliseconds() {
+        assert_eq!(iso8601(1_731_321_000_000), "2024-11-11T10:30:00.000Z");
+        assert_eq!(iso8601(1_731_321_000_123), "2024-11-11T10:30:00.123Z");
+    }
+}
