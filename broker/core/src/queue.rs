@@ -113,10 +113,14 @@ impl OutQueue {
             self.close_locked(&mut inner, CloseCode::SlowConsumer, "outbound queue full: client reads too slowly");
             return Push::Overflow;
         }
+        let was_empty = inner.frames.is_empty();
         inner.bytes += frame.len();
         inner.frames.push_back(frame);
         drop(inner);
-        self.ready.notify_one();
+        // The writer only waits on an empty queue, so only the empty → non-empty transition needs a wake-up.
+        if was_empty {
+            self.ready.notify_one();
+        }
         Push::Queued
     }
 

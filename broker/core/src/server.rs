@@ -7,6 +7,7 @@ use crate::module::{Context, Module, ModuleHost};
 use crate::node::Node;
 use crate::{http, metrics, quic, tls};
 use anyhow::Context as _;
+use axum::serve::ListenerExt;
 use chorus_store::{Clock, SystemClock};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +64,12 @@ pub async fn start_with_clock(
 
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let http_addr = listener.local_addr()?;
+    // Realtime frames are small and latency-sensitive: never let Nagle hold one back for an ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let app = http::router(node.clone(), prometheus.clone(), routes);
     let stop = node.shutdown.clone();
     let http = tokio::spawn(async move {
