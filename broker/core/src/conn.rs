@@ -58,6 +58,22 @@ pub struct Accepted {
     pub peer: SocketAddr,
 }
 
+/// Closes the queue for an inbound item that ends the connection (peer close, oversize frame, broken
+/// transport). Frames and activity are not ends and leave the queue open.
+pub(crate) fn end_of_input(queue: &OutQueue, inbound: Inbound, max_frame_bytes: u32) {
+    match inbound {
+        Inbound::Frame(_) | Inbound::Activity => {}
+        Inbound::Closed => queue.close(CloseCode::Normal, "client closed"),
+        Inbound::TooLarge => {
+            queue.close(CloseCode::MessageTooBig, &format!("frame exceeds max_frame_bytes ({max_frame_bytes})"))
+        }
+        Inbound::Broken(e) => {
+            tracing::debug!(error = %e, "transport error");
+            queue.close(CloseCode::ProtocolError, &e);
+        }
+    }
+}
+
 /// Opens a connection's outbound queue and starts its writer task.
 pub(crate) fn open_queue(
     node: &Node,
@@ -192,20 +208,7 @@ impl Conn {
                         self.handle(bytes, last_activity).await;
                     }
                     Inbound::Activity => last_activity = Instant::now(),
-                    Inbound::Closed => {
-                        self.queue.close(CloseCode::Normal, "client closed");
-                        return;
-                    }
-                    Inbound::TooLarge => {
-                        let reason = format!("frame exceeds max_frame_bytes ({})", self.node.config.max_frame_bytes);
-                        self.queue.close(CloseCode::MessageTooBig, &reason);
-                        return;
-                    }
-                    Inbound::Broken(e) => {
-                        tracing::debug!(error = %e, "transport error");
-                        self.queue.close(CloseCode::ProtocolError, &e);
-                        return;
-                    }
+                    end => return end_of_input(&self.queue, end, self.node.config.max_frame_bytes),
                 }
             }
         }

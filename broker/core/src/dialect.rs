@@ -7,7 +7,7 @@
 //! `authorize` and `snapshot`, per-dialect statistics, and fan-out encoded once per publish for all of
 //! the dialect's clients. No domain logic lives here.
 
-use crate::conn::{CLOSE_FLUSH_TIMEOUT, FrameSource, Inbound, close_queue, leave_everything, open_queue};
+use crate::conn::{CLOSE_FLUSH_TIMEOUT, FrameSource, Inbound, close_queue, end_of_input, leave_everything, open_queue};
 use crate::module::{Caller, Context};
 use crate::node::Node;
 use crate::queue::{Encoding, EventEncoder, FrameSink, OutQueue};
@@ -302,18 +302,7 @@ impl DialectConn {
                         self.handle(&bytes).await;
                     }
                     Inbound::Activity => {}
-                    Inbound::Closed => {
-                        self.queue.close(CloseCode::Normal, "client closed");
-                        return;
-                    }
-                    Inbound::TooLarge => {
-                        self.queue.close(CloseCode::MessageTooBig, "message too large");
-                        return;
-                    }
-                    Inbound::Broken(e) => {
-                        self.queue.close(CloseCode::ProtocolError, &e);
-                        return;
-                    }
+                    end => return end_of_input(&self.queue, end, self.host.ctx.node.config.max_frame_bytes),
                 }
             }
         }
