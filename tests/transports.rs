@@ -84,3 +84,18 @@ async fn token_may_come_from_query_header_or_hello() {
         assert_eq!(c.welcome().identity.sub, "carol", "{placement:?}");
     }
 }
+
+#[tokio::test]
+async fn idle_connections_close_with_4002_unless_the_sdk_keeps_them_alive() {
+    let broker = Broker::start(&["--idle-timeout-secs", "1"]).await;
+    let quiet = Client::connect(ConnectOptions::websocket(broker.ws_url("")).no_keepalive()).await.unwrap();
+    let kept = Client::connect(ConnectOptions::websocket(broker.ws_url(""))).await.unwrap();
+    let kept_quic =
+        Client::connect(ConnectOptions::quic(broker.quic, "localhost").pin_sha256(broker.fingerprint.clone()))
+            .await
+            .unwrap();
+    let info = tokio::time::timeout(std::time::Duration::from_secs(10), quiet.closed()).await.expect("closed in time");
+    assert_eq!(info.code, Some(4002), "{info:?}");
+    kept.ping().await.expect("the default keepalive kept the WebSocket open");
+    kept_quic.ping().await.expect("the default keepalive kept the QUIC connection open");
+}

@@ -4,7 +4,7 @@ use crate::close::CloseInfo;
 use crate::connection::{self, Answer, COMMAND_CAPACITY, Command, Links, Settings};
 use crate::error::ClientError;
 use crate::event::Event;
-use crate::options::{ConnectOptions, Route, TokenPlacement};
+use crate::options::{ConnectOptions, Keepalive, Route, TokenPlacement};
 use crate::reply::{SubscribeReply, publish_seq};
 use crate::transport::{Inbound, Transport};
 use crate::unsolicited::{ErrorLog, ServerError};
@@ -253,7 +253,12 @@ async fn establish<T: Transport>(
     span.record("conn_id", welcome.conn_id);
     tracing::debug!(parent: &span, sub = %welcome.identity.sub, guest = welcome.identity.guest, "welcomed");
 
-    let keepalive = match options.keepalive {
+    let period = match options.keepalive {
+        Keepalive::Auto => Some(Duration::from_millis(welcome.limits.idle_timeout_ms / 3)).filter(|p| !p.is_zero()),
+        Keepalive::Every(period) => Some(period),
+        Keepalive::Off => None,
+    };
+    let keepalive = match period {
         Some(period) => Some((period, encode_client(codec, &ClientFrame::Ping { id: None })?)),
         None => None,
     };

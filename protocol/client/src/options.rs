@@ -70,7 +70,18 @@ pub struct ConnectOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) event_capacity: usize,
     pub(crate) max_inbound_frame_bytes: usize,
-    pub(crate) keepalive: Option<Duration>,
+    pub(crate) keepalive: Keepalive,
+}
+
+/// When the SDK pings on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keepalive {
+    /// Every third of the idle timeout the broker announces in `welcome`.
+    Auto,
+    /// At this fixed interval.
+    Every(Duration),
+    /// Never: the application keeps the connection busy itself.
+    Off,
 }
 
 impl ConnectOptions {
@@ -85,7 +96,7 @@ impl ConnectOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             max_inbound_frame_bytes: DEFAULT_MAX_INBOUND_FRAME_BYTES,
-            keepalive: None,
+            keepalive: Keepalive::Auto,
         }
     }
 
@@ -161,11 +172,18 @@ impl ConnectOptions {
         self
     }
 
-    /// Send a `ping` every `interval` so the broker's idle timeout (announced in
-    /// [`Limits::idle_timeout_ms`](chorus_protocol::Limits::idle_timeout_ms)) never closes a quiet
-    /// connection. Off by default, so that an application (or a test of the idle timeout) decides.
+    /// Send a `ping` every `interval`. By default the SDK pings every third of the idle timeout the
+    /// broker announces in [`Limits::idle_timeout_ms`](chorus_protocol::Limits::idle_timeout_ms), so a
+    /// quiet connection is never closed for idleness.
     pub fn keepalive(mut self, interval: Duration) -> Self {
-        self.keepalive = Some(interval);
+        self.keepalive = Keepalive::Every(interval);
+        self
+    }
+
+    /// Never ping on its own (for applications that keep the connection busy themselves, or tests of the
+    /// broker's idle timeout).
+    pub fn no_keepalive(mut self) -> Self {
+        self.keepalive = Keepalive::Off;
         self
     }
 
@@ -175,7 +193,7 @@ impl ConnectOptions {
         if self.event_capacity == 0 {
             return config("event_capacity must be at least 1");
         }
-        if self.keepalive.is_some_and(|k| k.is_zero()) {
+        if self.keepalive == Keepalive::Every(Duration::ZERO) {
             return config("keepalive interval must be positive");
         }
         match (&self.target, &self.trust) {
