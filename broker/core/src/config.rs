@@ -103,6 +103,14 @@ pub struct Config {
     #[arg(long, env = "CHORUS_GUEST_PUBLISH", default_value_t = true, action = clap::ArgAction::Set)]
     pub guest_publish: bool,
 
+    /// Events each topic keeps for recovery after a reconnect (0 disables history).
+    #[arg(long, env = "CHORUS_HISTORY_SIZE", default_value_t = 100)]
+    pub history_size: usize,
+
+    /// Seconds a topic without subscribers keeps its history.
+    #[arg(long, env = "CHORUS_HISTORY_TTL_SECS", default_value_t = 300)]
+    pub history_ttl_secs: u64,
+
     /// Seconds to wait for connections to drain on shutdown before exiting anyway.
     #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,

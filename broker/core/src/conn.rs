@@ -166,8 +166,9 @@ struct Conn {
 }
 
 #[derive(Serialize)]
-struct SubscribeResult {
+struct SubscribeResult<'a> {
     seq: u64,
+    epoch: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     snapshot: Option<Payload>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -294,7 +295,7 @@ impl Conn {
             return self.error(id, e.code, e.message);
         }
         let subscriber = crate::topics::Subscriber { conn_id: self.id, queue: self.queue.clone() };
-        let seq = self.node.registry.subscribe(&topic, subscriber);
+        let subscribed = self.node.registry.subscribe(&topic, subscriber, since.as_ref());
         self.subscriptions.insert(topic.clone());
         let snapshot = match &owner {
             Some(m) => match m.snapshot(&self.ctx, caller, &topic).await {
@@ -307,8 +308,13 @@ impl Conn {
             },
             None => None,
         };
-        let recovered = since.map(|_| false);
-        self.reply(id, &SubscribeResult { seq, snapshot, recovered });
+        let result = SubscribeResult {
+            seq: subscribed.seq,
+            epoch: &subscribed.epoch,
+            snapshot,
+            recovered: subscribed.recovered,
+        };
+        self.reply(id, &result);
     }
 
     async fn unsubscribe(&mut self, caller: &Caller, id: Option<u64>, topic: String) {

@@ -344,7 +344,7 @@ impl DialectConn {
         {
             return self.error(&e.message);
         }
-        node.registry.subscribe(&topic, Subscriber { conn_id: self.caller.conn_id, queue: self.queue.clone() });
+        node.registry.subscribe(&topic, Subscriber { conn_id: self.caller.conn_id, queue: self.queue.clone() }, None);
         self.host.topic_joined(&topic);
         self.topics.insert(topic.clone(), key.clone());
         if confirm {

@@ -6,11 +6,12 @@ use crate::counters::Counters;
 use crate::metrics::Metrics;
 use crate::module::ModuleHost;
 use crate::presence::Presence;
-use crate::topics::{Fanout, Registry};
+use crate::topics::{Fanout, History, Registry};
 use chorus_protocol::{Limits, Payload};
 use chorus_store::{Clock, Store};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -52,10 +53,11 @@ impl Node {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let history = History { size: config.history_size, ttl: Duration::from_secs(config.history_ttl_secs) };
         Self {
             config,
             verifier,
-            registry: Registry::default(),
+            registry: Registry::new(history),
             counters: Arc::default(),
             presence: Presence::default(),
             modules,

@@ -16,7 +16,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-/// How often histogram buckets are compacted by the Prometheus recorder.
+/// How often histogram buckets are compacted by the Prometheus recorder and expired topic histories are
+/// swept. Histories therefore live up to this much longer than `--history-ttl-secs`.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// A running node.
@@ -91,12 +92,16 @@ pub async fn start_with_clock(
     };
 
     let stop = node.shutdown.clone();
+    let sweeper = node.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(METRICS_UPKEEP);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tick.tick() => prometheus.run_upkeep(),
+                _ = tick.tick() => {
+                    prometheus.run_upkeep();
+                    sweeper.registry.sweep(tokio::time::Instant::now());
+                }
             }
         }
     });
