@@ -47,8 +47,9 @@ pub async fn start_with_clock(
     let prometheus = metrics::install();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let store =
-        chorus_store::open(&config.store, &config.data_dir, clock.clone()).await.context("opening the store")?;
+    let store = chorus_store::open(&config.store, &config.data_dir, clock.clone(), config.redis_url.as_deref())
+        .await
+        .context("opening the store")?;
     let verifier = Verifier::from_config(&config)?;
     if !verifier.enabled() {
         tracing::warn!("no JWT key configured (CHORUS_JWT_SECRET or --jwt-public-key): accepting guests only");

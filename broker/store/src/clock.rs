@@ -3,7 +3,7 @@
 //! The embedded backend decides whether a row has expired by asking its [`Clock`], so tests can
 //! move time with [`ManualClock`] instead of sleeping. (tokio's paused clock does not help here:
 //! TTLs are absolute unix times persisted on disk, not durations of a running task.) The ScyllaDB
-//! backend ignores the clock: there TTLs are evaluated by the servers.
+//! and Redis backends ignore the clock: there TTLs are evaluated by the servers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

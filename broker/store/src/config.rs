@@ -1,5 +1,6 @@
 //! Store configuration: the `--store*` and `--scylla-*` flags the broker flattens into its own
-//! config. `--data-dir` belongs to the broker, which passes it to [`crate::open`].
+//! config. `--data-dir` and `--redis-url` belong to the broker, which passes them to
+//! [`crate::open`] (the Redis URL is shared with the broker's other uses of Redis).
 
 use clap::ValueEnum;
 
@@ -10,6 +11,8 @@ pub enum Backend {
     Embedded,
     /// A ScyllaDB (or Cassandra ≥ 4.0) cluster reached through `--scylla-nodes`.
     Scylla,
+    /// A Redis server reached through the broker's `--redis-url`.
+    Redis,
 }
 
 /// Consistency level of ScyllaDB reads and writes (and of the commit phase of conditional writes).
@@ -54,7 +57,8 @@ pub enum SerialConsistency {
 #[derive(clap::Args, Debug, Clone)]
 #[command(about = None, long_about = None)]
 pub struct StoreConfig {
-    /// Storage backend: `embedded` (a redb file under --data-dir) or `scylla`.
+    /// Storage backend: `embedded` (a redb file under --data-dir), `scylla` (at --scylla-nodes)
+    /// or `redis` (at --redis-url).
     #[arg(long = "store", env = "CHORUS_STORE", value_enum, default_value_t = Backend::Embedded)]
     pub store: Backend,
 
@@ -102,8 +106,9 @@ pub struct StoreConfig {
     )]
     pub scylla_serial_consistency: SerialConsistency,
 
-    /// Client-side timeout of one ScyllaDB request, retries included, in milliseconds; also the
-    /// per-node connect timeout. The embedded backend has no timeout (local disk).
+    /// Client-side timeout of one ScyllaDB or Redis request in milliseconds (ScyllaDB: retries
+    /// included; Redis: time queued while reconnecting included), and of each connect attempt
+    /// (per ScyllaDB node; per Redis connection). The embedded backend has no timeout (local disk).
     #[arg(
         long = "store-timeout-ms",
         env = "CHORUS_STORE_TIMEOUT_MS",
@@ -151,6 +156,12 @@ mod tests {
         assert_eq!(cfg.scylla_consistency, Consistency::EachQuorum);
         assert_eq!(cfg.scylla_serial_consistency, SerialConsistency::Serial);
         assert_eq!(cfg.store_timeout_ms, 500);
+        Ok(())
+    }
+
+    #[test]
+    fn redis_is_a_backend() -> Result<(), clap::Error> {
+        assert_eq!(parse(&["--store", "redis", "--store-timeout-ms", "250"])?.store, Backend::Redis);
         Ok(())
     }
 

@@ -10,7 +10,8 @@
 pub enum StoreError {
     /// The backend cannot be reached or cannot serve the request now: the data directory cannot be
     /// created, the database file is locked by another process, a disk I/O error, no ScyllaDB node
-    /// answers, not enough replicas are alive for the consistency level, a node is overloaded.
+    /// answers, not enough replicas are alive for the consistency level, a node is overloaded, the
+    /// Redis connection is down or the server is loading, read-only or out of memory.
     /// Transient from the client's point of view: maps to `unavailable` (2010).
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -24,7 +25,8 @@ pub enum StoreError {
     /// backend, a batch mixing rows and counters. A module bug: maps to `internal`.
     #[error("invalid store argument: {0}")]
     InvalidArgument(String),
-    /// The store configuration cannot be used (no ScyllaDB nodes given, a bad keyspace name).
+    /// The store configuration cannot be used (no ScyllaDB nodes given, a bad keyspace name, no
+    /// or a malformed Redis URL, credentials Redis refuses).
     /// Only [`crate::open`] returns it: the broker should exit non-zero with this message.
     #[error("invalid store configuration: {0}")]
     Config(String),
@@ -33,7 +35,8 @@ pub enum StoreError {
     #[error("store data corrupt: {0}")]
     Corrupt(String),
     /// Any other backend failure: a CQL error such as a missing table (schema not applied), an
-    /// unexpected driver response, a failed background task. Maps to `internal`.
+    /// unexpected driver response, a Redis script error or a counter add that would overflow on
+    /// Redis, a failed background task. Maps to `internal`.
     #[error("store backend error: {0}")]
     Backend(String),
 }

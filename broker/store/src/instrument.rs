@@ -1,5 +1,5 @@
 //! The metrics layer every backend is wrapped in by [`crate::open`], so latency and errors are
-//! measured in one place, the same way for both backends.
+//! measured in one place, the same way for every backend.
 //!
 //! - histogram `chorus_store_op_seconds{backend, op}`: latency of every operation, failed or not.
 //! - counter `chorus_store_errors_total{backend, op}`: operations that returned an error.

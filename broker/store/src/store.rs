@@ -1,6 +1,6 @@
 //! The [`Store`] trait, the types of its requests and answers, and the limits every backend
 //! enforces with the same checks (so a module that works on the embedded store does not start
-//! failing on ScyllaDB).
+//! failing on ScyllaDB or Redis).
 
 use std::ops::Bound;
 use std::time::Duration;
@@ -232,12 +232,14 @@ pub enum WriteOp {
 /// unrelated.
 ///
 /// Every acknowledged write is durable (embedded: fsynced; ScyllaDB: acknowledged at the
-/// configured consistency). Conditional writes are linearizable per row. An error is always
+/// configured consistency; Redis: as far as the server's AOF settings make it — see the crate
+/// README). Conditional writes are linearizable per row. An error is always
 /// returned to the caller, never swallowed; after [`StoreError::Timeout`] a write's outcome is
 /// unknown.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Backend name, the `backend` label of the store metrics: `"embedded"` or `"scylla"`.
+    /// Backend name, the `backend` label of the store metrics: `"embedded"`, `"scylla"` or
+    /// `"redis"`.
     fn backend(&self) -> &'static str;
 
     /// Writes a row, replacing any previous value. With a TTL the row disappears that long after
@@ -294,13 +296,16 @@ pub trait Store: Send + Sync + 'static {
     /// Applies up to [`MAX_BATCH_OPS`] writes as one unit, for flushes. Either all row writes
     /// (`Put`, `Delete`) or all counter writes (`CounterAdd`): CQL cannot batch both together,
     /// so a mixed batch is [`StoreError::InvalidArgument`]. Row batches are all-or-nothing on
-    /// every backend (ScyllaDB: a logged batch). Counter batches are all-or-nothing on the
-    /// embedded store; on ScyllaDB a failed counter batch may be partly applied.
+    /// every backend (ScyllaDB: a logged batch; Redis: one script). Counter batches are
+    /// all-or-nothing on the embedded store and on Redis; on ScyllaDB a failed counter batch may
+    /// be partly applied.
     async fn batch(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
 
     /// Physically removes expired rows and returns how many. Expired rows are already invisible;
     /// this reclaims their space. The embedded store also runs it periodically by itself;
-    /// ScyllaDB purges through compaction, so there it returns 0.
+    /// ScyllaDB purges through compaction, so there it returns 0. Redis drops a partition whose
+    /// rows have all expired by itself (those rows are not counted here), and writes trim
+    /// expired rows of the partition they write to; this removes the rest.
     async fn purge_expired(&self) -> Result<u64, StoreError>;
 }
 

@@ -73,7 +73,7 @@ fn acknowledged_writes_survive_sigkill() -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let store = chorus_store::open(&embedded_config()?, dir.path(), Arc::new(SystemClock)).await?;
+        let store = chorus_store::open(&embedded_config()?, dir.path(), Arc::new(SystemClock), None).await?;
         for key in &acked {
             let (writer, row) = key.split_once('/').context("malformed ack")?;
             let value = store.get(TABLE, writer, row.as_bytes()).await?;
@@ -94,7 +94,8 @@ fn crash_child_writes_until_killed() -> Result<()> {
         .ok_or_else(|| anyhow!("{CHILD_DIR_ENV} not set: run acknowledged_writes_survive_sigkill"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
-        let store = chorus_store::open(&embedded_config()?, std::path::Path::new(&dir), Arc::new(SystemClock)).await?;
+        let store =
+            chorus_store::open(&embedded_config()?, std::path::Path::new(&dir), Arc::new(SystemClock), None).await?;
         let mut writers = JoinSet::new();
         for writer in 0..WRITERS {
             let store = store.clone();

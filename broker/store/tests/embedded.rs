@@ -28,7 +28,7 @@ fn embedded_config() -> Result<StoreConfig> {
 
 async fn open_temp(clock: Arc<dyn Clock>) -> Result<(Arc<dyn Store>, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
-    let store = chorus_store::open(&embedded_config()?, dir.path(), clock).await?;
+    let store = chorus_store::open(&embedded_config()?, dir.path(), clock, None).await?;
     Ok((store, dir))
 }
 
@@ -79,7 +79,7 @@ async fn data_dir_that_is_a_file_fails_to_open_clearly() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x")?;
-    let err = match chorus_store::open(&embedded_config()?, &file, Arc::new(SystemClock)).await {
+    let err = match chorus_store::open(&embedded_config()?, &file, Arc::new(SystemClock), None).await {
         Ok(_) => return Err(anyhow!("opened a store inside a regular file")),
         Err(err) => err,
     };
@@ -93,7 +93,7 @@ async fn data_dir_that_is_a_file_fails_to_open_clearly() -> Result<()> {
 #[tokio::test]
 async fn a_locked_database_is_refused_clearly() -> Result<()> {
     let (_store, dir) = open_temp(Arc::new(SystemClock)).await?;
-    let second = chorus_store::open(&embedded_config()?, dir.path(), Arc::new(SystemClock)).await;
+    let second = chorus_store::open(&embedded_config()?, dir.path(), Arc::new(SystemClock), None).await;
     match second {
         Err(StoreError::Unavailable(msg)) if msg.contains("already open") => Ok(()),
         Err(other) => Err(anyhow!("unexpected error: {other:?}")),

@@ -44,7 +44,7 @@ async fn setup() -> Result<Option<Suite>> {
     }
     let cfg = config(&args)?;
     let scratch = tempfile::tempdir()?;
-    let store = chorus_store::open(&cfg, scratch.path(), Arc::new(SystemClock)).await?;
+    let store = chorus_store::open(&cfg, scratch.path(), Arc::new(SystemClock), None).await?;
     ensure!(store.backend() == "scylla");
     Ok(Some(Suite::new(store, None, Box::new(scratch))))
 }
@@ -64,7 +64,7 @@ async fn unreachable_cluster_fails_fast_with_a_clear_error() -> Result<()> {
     ensure!(cfg.store == Backend::Scylla);
     let scratch = tempfile::tempdir()?;
     let started = Instant::now();
-    let result = chorus_store::open(&cfg, scratch.path(), Arc::new(SystemClock)).await;
+    let result = chorus_store::open(&cfg, scratch.path(), Arc::new(SystemClock), None).await;
     let took = started.elapsed();
     let err = match result {
         Ok(_) => return Err(anyhow!("connected to a closed port")),
@@ -83,7 +83,7 @@ async fn scylla_without_nodes_is_a_config_error() -> Result<()> {
     let mut cfg = config(&["--store", "scylla"])?;
     cfg.scylla_nodes.clear();
     let scratch = tempfile::tempdir()?;
-    match chorus_store::open(&cfg, scratch.path(), Arc::new(SystemClock)).await {
+    match chorus_store::open(&cfg, scratch.path(), Arc::new(SystemClock), None).await {
         Err(StoreError::Config(msg)) if msg.contains("--scylla-nodes") => Ok(()),
         Err(other) => Err(anyhow!("unexpected error: {other:?}")),
         Ok(_) => Err(anyhow!("opened scylla without nodes")),
@@ -95,7 +95,7 @@ async fn bad_keyspace_name_is_a_config_error() -> Result<()> {
     let node = format!("127.0.0.1:{}", closed_port()?);
     let cfg = config(&["--store", "scylla", "--scylla-nodes", &node, "--scylla-keyspace", "bad;name"])?;
     let scratch = tempfile::tempdir()?;
-    match chorus_store::open(&cfg, scratch.path(), Arc::new(SystemClock)).await {
+    match chorus_store::open(&cfg, scratch.path(), Arc::new(SystemClock), None).await {
         Err(StoreError::Config(msg)) if msg.contains("keyspace") => Ok(()),
         Err(other) => Err(anyhow!("unexpected error: {other:?}")),
         Ok(_) => Err(anyhow!("accepted a bad keyspace name")),
