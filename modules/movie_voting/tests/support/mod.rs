@@ -1,0 +1,239 @@
+//! What the module's tests share: a real in-process broker on port 0 with the module, clients on both
+//! transports, a minimal HTTP/1.1 client, tokens, and a `redis-server` child process.
+#![allow(dead_code)] // Each test binary uses a different part of this file.
+
+use chorus_client::{Client, ClientError, Codec, ConnectOptions, Event};
+use chorus_core::config::Config;
+use chorus_core::server::{self, Server};
+use chorus_core::store::Clock;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+pub const SECRET: &str = "movie-voting-test-secret";
+
+/// Event capacity of observing clients: large enough to hold every update of a test, so the SDK never
+/// stops reading and the broker never sees a slow consumer.
+pub const OBSERVER_EVENTS: usize = 16_384;
+
+/// Request timeout of test clients. The broker serves one connection's calls in order, so the last of 51
+/// pipelined votes waits for the 50 durable store writes before it; on a loaded 2-core CI machine that can
+/// exceed the SDK's 10 s default.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A broker with the module, and the directory holding its data.
+pub struct Broker {
+    pub server: Server,
+    pub dir: TempDir,
+}
+
+fn config(dir: &TempDir, extra: &[&str]) -> Config {
+    let mut args = vec![
+        "chorus",
+        "--listen",
+        "127.0.0.1:0",
+        "--quic-listen",
+        "127.0.0.1:0",
+        "--jwt-secret",
+        SECRET,
+        "--data-dir",
+        dir.path().to_str().expect("utf-8 temp dir"),
+    ];
+    args.extend_from_slice(extra);
+    Config::load_from(args).expect("config")
+}
+
+/// Starts a broker with the system clock; `extra` flags are appended.
+pub async fn start(extra: &[&str]) -> Broker {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server::start(config(&dir, extra), vec![chorus_movie_voting::module()]).await.expect("broker starts");
+    Broker { server, dir }
+}
+
+/// Starts a broker whose wall clock is `clock`.
+pub async fn start_with_clock(clock: Arc<dyn Clock>) -> Broker {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let modules = vec![chorus_movie_voting::module()];
+    let server = server::start_with_clock(config(&dir, &[]), modules, clock).await.expect("broker starts");
+    Broker { server, dir }
+}
+
+impl Broker {
+    pub fn addr(&self) -> SocketAddr {
+        self.server.http_addr
+    }
+
+    /// `POST path` with a JSON body (or none), optionally as `sub`; returns the status and the parsed body.
+    pub async fn post(&self, path: &str, body: Option<&str>, as_user: Option<&str>) -> (u16, Value) {
+        let auth = as_user.map(|sub| format!("Bearer {}", token(sub)));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(auth) = &auth {
+            headers.push(("Authorization", auth.as_str()));
+        }
+        let (status, text) = http_request(self.addr(), "POST", path, &headers, body).await;
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered non-JSON {text:?}: {e}"));
+        (status, json)
+    }
+
+    /// Creates a session over REST and returns its id.
+    pub async fn create(&self) -> String {
+        let (status, body) = self.post("/api/session/create", None, None).await;
+        assert_eq!(status, 200, "{body}");
+        body["sessionID"].as_str().expect("sessionID").to_owned()
+    }
+
+    /// The REST join answer for `id`.
+    pub async fn join(&self, id: &str) -> (u16, Value) {
+        self.post("/api/session/join", Some(&serde_json::json!({ "sessionID": id }).to_string()), None).await
+    }
+
+    /// A WebSocket client (JSON codec) for `sub`.
+    pub async fn ws(&self, sub: &str) -> Client {
+        let url = format!("ws://{}/v1/ws", self.addr());
+        let options = ConnectOptions::websocket(url).codec(Codec::Json).token(token(sub));
+        let options = options.event_capacity(OBSERVER_EVENTS).request_timeout(REQUEST_TIMEOUT);
+        Client::connect(options).await.expect("WebSocket connect")
+    }
+
+    /// A QUIC client (MessagePack) for `sub`.
+    pub async fn quic(&self, sub: &str) -> Client {
+        let addr = self.server.quic_addr.expect("QUIC enabled");
+        let pin = self.server.quic_fingerprint.clone().expect("fingerprint");
+        let options = ConnectOptions::quic(addr, "localhost").pin_sha256(pin).token(token(sub));
+        let options = options.event_capacity(OBSERVER_EVENTS).request_timeout(REQUEST_TIMEOUT);
+        Client::connect(options).await.expect("QUIC connect")
+    }
+}
+
+/// A token for `sub`, named after it with a capital letter (`ann` → `Ann`).
+pub fn token(sub: &str) -> String {
+    let mut name = sub.to_owned();
+    if let Some(first) = name.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    let exp = jsonwebtoken::get_current_timestamp() + 3600;
+    let claims = serde_json::json!({ "sub": sub, "name": name, "exp": exp });
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("token")
+}
+
+/// Calls `movies.<method>` with JSON `args`.
+pub async fn call(client: &Client, method: &str, args: Value) -> Result<Value, ClientError> {
+    let args = chorus_client::Payload::from_value(&args).expect("args");
+    client.call(&format!("movies.{method}"), args).await.map(|p| p.to_json())
+}
+
+/// The code and message of a server error.
+pub fn server_error(e: ClientError) -> (u16, String) {
+    match e {
+        ClientError::Server { code, message } => (code, message),
+        other => panic!("expected a server error, got {other}"),
+    }
+}
+
+/// The next event, as JSON; panics when the connection ends first.
+pub async fn next(client: &Client) -> (Event, Value) {
+    let event = client.next_event().await.expect("connection open");
+    let json = event.payload.to_json();
+    (event, json)
+}
+
+/// The next event, which must be `session-update`; returns its data.
+pub async fn next_update(client: &Client) -> Value {
+    let (_, json) = next(client).await;
+    assert_eq!(json["event"], "session-update", "{json}");
+    json["data"].clone()
+}
+
+/// A minimal HTTP/1.1 request (`Connection: close`); returns the status and body.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let body = body.unwrap_or("");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).await.expect("write request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read response");
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, rest) = text.split_once("\r\n\r\n").expect("header end");
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = s.split_once("\r\n").expect("chunk size");
+        let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        s = &rest[size + 2..];
+    }
+}
+
+/// A `redis-server` on a free loopback port, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` without persistence and waits until it accepts connections.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!(
+                    "redis-server is not installed (Debian: apt-get install -y redis-server); the Redis tests need it"
+                )
+            }
+            Err(e) => panic!("cannot start redis-server: {e}"),
+        };
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            match lines.next_line().await.expect("redis-server output") {
+                Some(line) if line.contains("Ready to accept connections") => break,
+                Some(_) => {}
+                None => panic!("redis-server exited before accepting connections (port {port} taken?)"),
+            }
+        }
+        // Keep draining its log so a full pipe never blocks it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server and waits for it to exit.
+    pub async fn stop(mut self) {
+        self.child.kill().await.expect("kill redis-server");
+    }
+}
