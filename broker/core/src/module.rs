@@ -175,6 +175,10 @@ impl ModuleHost {
 }
 
 /// A module's handle on the node.
+///
+/// The node owns its modules, so a module must not keep a `Context` in itself: that cycle would keep the
+/// node (and its store) alive after shutdown. Take the context each method is given; hand clones only to
+/// tasks that end when [`Context::shutdown`] fires.
 #[derive(Clone)]
 pub struct Context {
     pub(crate) node: Arc<Node>,
