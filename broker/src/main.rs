@@ -11,7 +11,7 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
-    let modules: Vec<Arc<dyn Module>> = vec![chorus_movie_voting::module()];
+    let modules: Vec<Arc<dyn Module>> = vec![chorus_event_booking::module(), chorus_movie_voting::module()];
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
