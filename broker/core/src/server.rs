@@ -141,6 +141,10 @@ impl Server {
         if let Some(endpoint) = self.endpoint {
             let _ = timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
         }
+        // Release the store (the embedded database file) so the same data dir can be opened at once.
+        if let Err(e) = self.node.store.close().await {
+            tracing::warn!(error = %e, "closing the store failed");
+        }
         tracing::info!("chorus stopped");
         Ok(())
     }

@@ -124,4 +124,8 @@ impl<S: Store> Store for Instrumented<S> {
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.observe("purge_expired", self.inner.purge_expired()).await
     }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.observe("close", self.inner.close()).await
+    }
 }

@@ -307,6 +307,11 @@ pub trait Store: Send + Sync + 'static {
     /// rows have all expired by itself (those rows are not counted here), and writes trim
     /// expired rows of the partition they write to; this removes the rest.
     async fn purge_expired(&self) -> Result<u64, StoreError>;
+
+    /// Finishes acknowledged work and releases the backend (the embedded database file, network
+    /// connections), so the same data can be opened again at once. Later operations fail with
+    /// [`StoreError::Unavailable`]. Closing twice is harmless.
+    async fn close(&self) -> Result<(), StoreError>;
 }
 
 /// Checks a table name against `[a-z0-9_]{1,48}`.

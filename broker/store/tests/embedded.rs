@@ -101,6 +101,27 @@ async fn a_locked_database_is_refused_clearly() -> Result<()> {
     }
 }
 
+#[tokio::test]
+async fn close_releases_the_file_for_an_immediate_reopen() -> Result<()> {
+    let (store, dir) = open_temp(Arc::new(SystemClock)).await?;
+    store.put("t", "p", b"k", Bytes::from_static(b"v"), None).await?;
+    let reading = {
+        let store = store.clone();
+        tokio::spawn(async move { store.get("t", "p", b"k").await })
+    };
+    store.close().await?;
+    store.close().await?;
+    ensure!(matches!(reading.await?, Ok(Some(_)) | Err(StoreError::Unavailable(_))), "a racing read ends cleanly");
+    ensure!(matches!(store.get("t", "p", b"k").await, Err(StoreError::Unavailable(_))), "reads fail after close");
+    ensure!(
+        matches!(store.put("t", "p", b"k", Bytes::new(), None).await, Err(StoreError::Unavailable(_))),
+        "writes fail after close"
+    );
+    let again = chorus_store::open(&embedded_config()?, dir.path(), Arc::new(SystemClock), None).await?;
+    ensure!(again.get("t", "p", b"k").await? == Some(Bytes::from_static(b"v")), "acknowledged write kept");
+    Ok(())
+}
+
 /// Captures metrics recorded on this thread.
 #[derive(Default)]
 struct Capture {

@@ -17,6 +17,7 @@
 mod layout;
 mod writer;
 
+use parking_lot::{Mutex, RwLock};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
@@ -54,11 +55,18 @@ const PAGE_TOKEN_TAG: u8 = b'e';
 
 /// The redb-backed [`Store`].
 pub(crate) struct EmbeddedStore {
-    db: Arc<Database>,
+    /// `None` once closed.
+    db: RwLock<Option<Arc<Database>>>,
     clock: Arc<dyn Clock>,
-    jobs: mpsc::Sender<Job>,
+    /// `None` once closed; dropping the last sender stops the writer thread.
+    jobs: RwLock<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Permits for reads in flight on blocking threads (see [`MAX_CONCURRENT_READS`]).
     reads: Semaphore,
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable("embedded store is closed".into())
 }
 
 impl EmbeddedStore {
@@ -70,9 +78,15 @@ impl EmbeddedStore {
             .await
             .map_err(|e| StoreError::Backend(format!("embedded store open task failed: {e}")))??;
         let db = Arc::new(db);
-        let jobs = writer::spawn(db.clone(), clock.clone())?;
+        let (jobs, writer) = writer::spawn(db.clone(), clock.clone())?;
         spawn_sweeper(jobs.downgrade());
-        Ok(Self { db, clock, jobs, reads: Semaphore::new(MAX_CONCURRENT_READS) })
+        Ok(Self {
+            db: RwLock::new(Some(db)),
+            clock,
+            jobs: RwLock::new(Some(jobs)),
+            writer: Mutex::new(Some(writer)),
+            reads: Semaphore::new(MAX_CONCURRENT_READS),
+        })
     }
 
     /// Runs a read transaction on a blocking thread.
@@ -84,7 +98,7 @@ impl EmbeddedStore {
         // The semaphore is never closed, so acquiring only waits.
         let _permit =
             self.reads.acquire().await.map_err(|e| StoreError::Backend(format!("embedded store read gate: {e}")))?;
-        let db = self.db.clone();
+        let db = self.db.read().clone().ok_or_else(closed)?;
         let clock = self.clock.clone();
         tokio::task::spawn_blocking(move || f(&db, clock.now_ms()))
             .await
@@ -95,7 +109,8 @@ impl EmbeddedStore {
     async fn submit<T>(&self, job: Job, answer: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
         // The writer thread lives as long as this store holds its queue, so a closed queue or a
         // dropped answer means it panicked: a bug, not an outage.
-        self.jobs.send(job).await.map_err(|_| StoreError::Backend("embedded store writer has stopped".into()))?;
+        let jobs = self.jobs.read().clone().ok_or_else(closed)?;
+        jobs.send(job).await.map_err(|_| StoreError::Backend("embedded store writer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Backend("embedded store writer stopped before answering".into()))?
     }
 
@@ -365,6 +380,29 @@ impl Store for EmbeddedStore {
             })
             .collect();
         self.write(Write::Batch(writes)).await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        // Stop taking writes; the writer commits what is queued, then exits and drops its handle.
+        drop(self.jobs.write().take());
+        let writer = self.writer.lock().take();
+        if let Some(writer) = writer {
+            tokio::task::spawn_blocking(move || writer.join())
+                .await
+                .map_err(|e| StoreError::Backend(format!("embedded store close task failed: {e}")))?
+                .map_err(|_| StoreError::Backend("embedded store writer panicked".into()))?;
+        }
+        // Wait out reads in flight (each holds a permit while it uses the database), then drop the
+        // last handle so the file is released before this returns.
+        let _all = self
+            .reads
+            .acquire_many(MAX_CONCURRENT_READS as u32)
+            .await
+            .map_err(|e| StoreError::Backend(format!("embedded store read gate: {e}")))?;
+        let db = self.db.write().take();
+        tokio::task::spawn_blocking(move || drop(db))
+            .await
+            .map_err(|e| StoreError::Backend(format!("embedded store close task failed: {e}")))
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {

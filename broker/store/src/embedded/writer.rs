@@ -172,14 +172,18 @@ impl Applied {
     }
 }
 
-/// Starts the writer thread. It exits when every sender of the returned queue is dropped.
-pub(super) fn spawn(db: Arc<Database>, clock: Arc<dyn Clock>) -> Result<mpsc::Sender<Job>, StoreError> {
+/// Starts the writer thread. It commits what is queued and exits (releasing its handle on the
+/// database) when every sender of the returned queue is dropped.
+pub(super) fn spawn(
+    db: Arc<Database>,
+    clock: Arc<dyn Clock>,
+) -> Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>), StoreError> {
     let (jobs, queue) = mpsc::channel(WRITE_QUEUE_DEPTH);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("chorus-store-writer".into())
         .spawn(move || run(&db, clock.as_ref(), queue))
         .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer thread: {e}")))?;
-    Ok(jobs)
+    Ok((jobs, thread))
 }
 
 fn run(db: &Database, clock: &dyn Clock, mut queue: mpsc::Receiver<Job>) {
