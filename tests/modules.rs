@@ -1,0 +1,62 @@
+//! The `chorus` binary serves its domain modules: their REST APIs, the seed-004 dialect and their native
+//! topics, all on the one port.
+
+mod support;
+
+use chorus_client::{Client, ClientError, Codec, ConnectOptions, Payload};
+use serde_json::{Value, json};
+use support::*;
+
+#[tokio::test]
+async fn the_binary_serves_the_movie_and_booking_modules() {
+    let broker = Broker::start(&[]).await;
+
+    let (status, body) = http_request(broker.http, "POST", "/api/session/create", &[], None).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    let id = created["sessionID"].as_str().unwrap().to_owned();
+    assert!(id.len() == 6 && id.bytes().all(|b| b.is_ascii_digit()), "{id}");
+    let join = json!({"sessionID": id}).to_string();
+    let (status, _) =
+        http_request(broker.http, "POST", "/api/session/join", &[("Content-Type", "application/json")], Some(&join))
+            .await
+            .unwrap();
+    assert_eq!(status, 200);
+    let native = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::Json)).await.unwrap();
+    let reply = native.subscribe(&format!("movies/session/{id}")).await.unwrap();
+    assert_eq!(reply.snapshot.unwrap().to_json()["event"], "joined-session");
+
+    let organizer = token(json!({"sub": "org", "role": "organizer"}));
+    let auth = format!("Bearer {organizer}");
+    let event = json!({"title": "Launch", "seatCapacity": 3}).to_string();
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let (status, body) = http_request(broker.http, "POST", "/api/events", &headers, Some(&event)).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let event_id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_u64().unwrap();
+
+    let mut seed =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/events/{event_id}?token={organizer}", broker.http))
+            .await
+            .unwrap()
+            .0;
+    let hello = next_json(&mut seed).await;
+    assert_eq!((hello["type"].as_str(), hello["eventId"].as_u64()), (Some("connection_established"), Some(event_id)));
+    let seats = next_json(&mut seed).await;
+    assert_eq!((seats["type"].as_str(), seats["availableSeats"].as_u64()), (Some("seat_update"), Some(3)));
+
+    let booked =
+        native.call("booking.book", Payload::from_value(&json!({"eventId": event_id, "seats": 1})).unwrap()).await;
+    assert!(matches!(booked, Err(ClientError::Server { code: 2005, .. })), "guests cannot book: {booked:?}");
+    let (status, _) = http_request(
+        broker.http,
+        "POST",
+        &format!("/api/events/{event_id}/bookings"),
+        &headers,
+        Some(r#"{"seats":2}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201);
+    assert_eq!(next_json(&mut seed).await["type"], "booking_created");
+    assert_eq!(next_json(&mut seed).await["availableSeats"], 1);
+}
