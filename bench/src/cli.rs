@@ -1,0 +1,234 @@
+//! The command line: one subcommand per scenario (plus `all`), each with the options every scenario
+//! shares ([`Common`]) and its own.
+
+use crate::target::Target;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// chorus-bench: chorus against nats-server, Socket.IO and the raw-socket limit, same workload, same run.
+#[derive(Debug, Parser)]
+#[command(name = "chorus-bench", version, about)]
+pub struct Cli {
+    /// The scenario.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// 1 publisher → N subscribers on one topic; closed loop (max rate, bounded in flight) or open loop (--rate).
+    Fanout(FanoutArgs),
+    /// N connections each on its own topic plus K hot shared topics; publishers spread over all of them.
+    Topics(TopicsArgs),
+    /// Fixed-rate open-loop fan-out; publish→deliver latency percentiles (coordinated-omission safe).
+    Latency(LatencyArgs),
+    /// Rate-limited connection storm, then the connections held idle: connect rate, failures, RSS per connection.
+    Connections(ConnectionsArgs),
+    /// Concurrent request/reply calls into a module: calls/s and latency.
+    Calls(CallsArgs),
+    /// Every scenario with its defaults, against every target (the full matrix).
+    All(AllArgs),
+    /// The raw-limit server (started by the harness itself).
+    #[command(hide = true)]
+    RawServer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+/// Options every scenario takes.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct Common {
+    /// Targets to run, in order (comma separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Target::ALL.to_vec())]
+    #[serde(skip)]
+    pub targets: Vec<Target>,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 5.0)]
+    pub warmup: f64,
+    /// Seconds measured (connections: seconds the connections are held).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Payload size in bytes (at least 32: the stamp).
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Folder for the JSON results and PNG charts.
+    #[arg(long, default_value = "bench/results")]
+    #[serde(skip)]
+    pub out_dir: PathBuf,
+    /// Do not draw charts.
+    #[arg(long)]
+    #[serde(skip)]
+    pub no_charts: bool,
+    /// Do not pin the server to CPU 0 and the generator to CPU 1.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// The chorus binary (build it with `cargo build --release -p chorus-broker`).
+    #[arg(long, default_value = "target/release/chorus")]
+    #[serde(skip)]
+    pub chorus_bin: PathBuf,
+    /// The nats-server binary.
+    #[arg(long, default_value = "nats-server")]
+    #[serde(skip)]
+    pub nats_bin: PathBuf,
+    /// The node binary.
+    #[arg(long, default_value = "node")]
+    #[serde(skip)]
+    pub node_bin: PathBuf,
+    /// The Socket.IO peer's folder (after `npm ci` in it).
+    #[arg(long, default_value = "bench/peers/socketio")]
+    #[serde(skip)]
+    pub socketio_dir: PathBuf,
+    /// HS256 secret chorus is started with (or, attached, runs with); the calls scenario mints tokens with it.
+    #[arg(long, default_value = "chorus-bench-secret")]
+    #[serde(skip)]
+    pub jwt_secret: String,
+    /// Use the chorus node already listening here (HTTP/WebSocket address) instead of starting one.
+    #[arg(long)]
+    #[serde(skip)]
+    pub attach_http: Option<SocketAddr>,
+    /// Attached node: its QUIC address.
+    #[arg(long, requires = "attach_http")]
+    #[serde(skip)]
+    pub attach_quic: Option<SocketAddr>,
+    /// Attached node: its QUIC certificate (PEM, `<data-dir>/quic-cert.pem`).
+    #[arg(long, requires = "attach_quic")]
+    #[serde(skip)]
+    pub attach_quic_cert: Option<PathBuf>,
+    /// Attached node: its process id (for CPU and RSS).
+    #[arg(long, requires = "attach_http")]
+    #[serde(skip)]
+    pub attach_pid: Option<u32>,
+}
+
+/// `fanout` options.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct FanoutArgs {
+    /// Subscribers.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Open loop at this many publishes per second (deliveries = rate × subscribers); closed loop without.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Closed loop: messages in flight at most (published but not yet received by every subscriber).
+    #[arg(long, default_value_t = 1024)]
+    pub inflight: u64,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `topics` options.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct TopicsArgs {
+    /// Subscriber connections, each on its own topic and on one hot topic.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// Hot shared topics (connection i is on hot topic i mod K).
+    #[arg(long, default_value_t = 10)]
+    pub hot_topics: usize,
+    /// Publisher connections.
+    #[arg(long, default_value_t = 10)]
+    pub publishers: usize,
+    /// Percent of messages published to hot topics (the rest to own topics).
+    #[arg(long, default_value_t = 50)]
+    pub hot_percent: u64,
+    /// Open loop at this many publishes per second; closed loop without.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Closed loop: messages in flight at most.
+    #[arg(long, default_value_t = 1024)]
+    pub inflight: u64,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `latency` options.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct LatencyArgs {
+    /// Subscribers.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Publishes per second. The default, 1800 × 1000 subscribers = 1.8 M deliveries/s, is about half of
+    /// what nats-server 2.9 delivers on one core here.
+    #[arg(long, default_value_t = 1800.0)]
+    pub rate: f64,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `connections` options.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ConnectionsArgs {
+    /// Connections to open and hold.
+    #[arg(long, default_value_t = 50_000)]
+    pub connections: usize,
+    /// Connection attempts started per second.
+    #[arg(long, default_value_t = 5000.0)]
+    pub connect_rate: f64,
+    /// Handshakes in progress at most.
+    #[arg(long, default_value_t = 256)]
+    pub parallel: usize,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `calls` options.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct CallsArgs {
+    /// Concurrent callers (connections), one call in flight each.
+    #[arg(long, default_value_t = 64)]
+    pub callers: usize,
+    /// The method called (`module.method`).
+    #[arg(long, default_value = "booking.get")]
+    pub method: String,
+    /// Arguments (JSON). `{event}` is replaced by the id of an event created with `POST /api/events`
+    /// (chorus with the booking module), or by 1 on peers.
+    #[arg(long, default_value = "{\"eventId\":{event}}")]
+    pub args: String,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `all` options: the shared ones and the main size of each scenario.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct AllArgs {
+    /// fanout and latency: subscribers; topics: connections.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// latency: publishes per second.
+    #[arg(long, default_value_t = 1800.0)]
+    pub latency_rate: f64,
+    /// connections: connections to hold.
+    #[arg(long, default_value_t = 50_000)]
+    pub connections: usize,
+    /// calls: concurrent callers.
+    #[arg(long, default_value_t = 64)]
+    pub callers: usize,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+impl Command {
+    /// The shared options, for commands that run scenarios.
+    pub fn common(&self) -> Option<&Common> {
+        match self {
+            Self::Fanout(a) => Some(&a.common),
+            Self::Topics(a) => Some(&a.common),
+            Self::Latency(a) => Some(&a.common),
+            Self::Connections(a) => Some(&a.common),
+            Self::Calls(a) => Some(&a.common),
+            Self::All(a) => Some(&a.common),
+            Self::RawServer { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! Runs a scenario against each target in turn (a fresh server per target, so memory and CPU are the
+//! target's alone), then prints the table, writes the JSON and draws the charts.
+
+use crate::calls;
+use crate::cli::{AllArgs, CallsArgs, Command, Common, ConnectionsArgs, FanoutArgs, LatencyArgs, TopicsArgs};
+use crate::conn::{Dialer, Proto, quic_endpoint};
+use crate::connections;
+use crate::measure::{Phases, Sampler};
+use crate::pubsub::{self, Load};
+use crate::report::{self, Latency, Machine, Report, Row, Scenario, Throughput};
+use crate::servers::{Attached, Launcher, Running};
+use crate::target::Target;
+use anyhow::{Context as _, anyhow, bail};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Closed-loop runs record the latency of one delivery in this many: at millions of deliveries per
+/// second the generator's time is better spent receiving, and thousands of samples remain.
+const CLOSED_LOOP_LATENCY_EVERY: u64 = 16;
+
+/// Descriptors kept free for everything but the held connections (listeners, pipes, logs, the server's
+/// own files) when the open-file limit caps a TCP connection storm.
+const FD_RESERVE: u64 = 512;
+
+/// Seats of the event the calls scenario reads.
+const CALLS_EVENT_SEATS: u32 = 1000;
+
+/// One scenario with its options.
+enum Spec {
+    Fanout(FanoutArgs),
+    Topics(TopicsArgs),
+    Latency(LatencyArgs),
+    Connections(ConnectionsArgs),
+    Calls(CallsArgs),
+}
+
+impl Spec {
+    fn scenario(&self) -> Scenario {
+        match self {
+            Self::Fanout(_) => Scenario::Fanout,
+            Self::Topics(_) => Scenario::Topics,
+            Self::Latency(_) => Scenario::Latency,
+            Self::Connections(_) => Scenario::Connections,
+            Self::Calls(_) => Scenario::Calls,
+        }
+    }
+
+    fn common(&self) -> &Common {
+        match self {
+            Self::Fanout(a) => &a.common,
+            Self::Topics(a) => &a.common,
+            Self::Latency(a) => &a.common,
+            Self::Connections(a) => &a.common,
+            Self::Calls(a) => &a.common,
+        }
+    }
+
+    fn params(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(match self {
+            Self::Fanout(a) => serde_json::to_value(a)?,
+            Self::Topics(a) => serde_json::to_value(a)?,
+            Self::Latency(a) => serde_json::to_value(a)?,
+            Self::Connections(a) => serde_json::to_value(a)?,
+            Self::Calls(a) => serde_json::to_value(a)?,
+        })
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let common = self.common();
+        let mut notes = vec![if common.no_pin {
+            "server and generator were not pinned: they shared the machine's cores".to_owned()
+        } else {
+            "server pinned to CPU 0, generator to CPU 1: every target gets one core".to_owned()
+        }];
+        let closed = |inflight: u64| {
+            format!(
+                "closed loop: at most {inflight} messages in flight (published, not yet received by every \
+                 subscriber); results depend on this bound"
+            )
+        };
+        match self {
+            Self::Fanout(a) => notes.push(match a.rate {
+                None => closed(a.inflight),
+                Some(rate) => format!("open loop: {rate} publishes/s, latency from the intended send time"),
+            }),
+            Self::Topics(a) => notes.push(match a.rate {
+                None => closed(a.inflight),
+                Some(rate) => format!("open loop: {rate} publishes/s, latency from the intended send time"),
+            }),
+            Self::Latency(a) => notes.push(format!(
+                "open loop at {} publishes/s × {} subscribers; latency from the intended send time \
+                 (coordinated-omission safe)",
+                a.rate, a.subscribers
+            )),
+            Self::Connections(_) => notes.push(
+                "RSS/conn = (server RSS after the hold − RSS before the storm) / connections established".to_owned(),
+            ),
+            Self::Calls(_) => notes.push(
+                "peers have no modules: Socket.IO acknowledges from its server script, NATS answers from a \
+                 responder connection in the generator (request/reply, two hops), the raw server echoes"
+                    .to_owned(),
+            ),
+        }
+        notes
+    }
+}
+
+/// Runs `command` (every command but `raw-server`).
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    let specs = match command {
+        Command::Fanout(a) => vec![Spec::Fanout(a)],
+        Command::Topics(a) => vec![Spec::Topics(a)],
+        Command::Latency(a) => vec![Spec::Latency(a)],
+        Command::Connections(a) => vec![Spec::Connections(a)],
+        Command::Calls(a) => vec![Spec::Calls(a)],
+        Command::All(a) => all(a),
+        Command::RawServer { .. } => bail!("raw-server is not a scenario"),
+    };
+    for spec in &specs {
+        run_spec(spec).await?;
+    }
+    Ok(())
+}
+
+/// The full matrix: each scenario with its defaults and the sizes given to `all`.
+fn all(a: AllArgs) -> Vec<Spec> {
+    let common = a.common;
+    vec![
+        Spec::Fanout(FanoutArgs { subscribers: a.subscribers, rate: None, inflight: 1024, common: common.clone() }),
+        Spec::Topics(TopicsArgs {
+            connections: a.subscribers,
+            hot_topics: 10,
+            publishers: 10,
+            hot_percent: 50,
+            rate: None,
+            inflight: 1024,
+            common: common.clone(),
+        }),
+        Spec::Latency(LatencyArgs { subscribers: a.subscribers, rate: a.latency_rate, common: common.clone() }),
+        Spec::Connections(ConnectionsArgs {
+            connections: a.connections,
+            connect_rate: 5000.0,
+            parallel: 256,
+            common: common.clone(),
+        }),
+        Spec::Calls(CallsArgs {
+            callers: a.callers,
+            method: "booking.get".to_owned(),
+            args: "{\"eventId\":{event}}".to_owned(),
+            common,
+        }),
+    ]
+}
+
+fn launcher(common: &Common) -> Launcher {
+    Launcher {
+        chorus_bin: common.chorus_bin.clone(),
+        nats_bin: common.nats_bin.clone(),
+        node_bin: common.node_bin.clone(),
+        socketio_dir: common.socketio_dir.clone(),
+        jwt_secret: common.jwt_secret.clone(),
+        pin: !common.no_pin,
+        attach: common.attach_http.map(|http| Attached {
+            http,
+            quic: common.attach_quic,
+            quic_cert: common.attach_quic_cert.clone(),
+            pid: common.attach_pid,
+        }),
+    }
+}
+
+async fn run_spec(spec: &Spec) -> anyhow::Result<Report> {
+    let common = spec.common();
+    if common.payload < crate::stamp::STAMP_LEN {
+        bail!("--payload must be at least {} bytes (the stamp)", crate::stamp::STAMP_LEN);
+    }
+    if !(common.warmup >= 0.0 && common.duration > 0.0) {
+        bail!("--warmup must be ≥ 0 and --duration > 0");
+    }
+    let scenario = spec.scenario();
+    let launcher = launcher(common);
+    let mut report = Report {
+        scenario,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        commit: commit(),
+        started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+        machine: Machine::detect(!common.no_pin),
+        params: spec.params()?,
+        notes: spec.notes(),
+        rows: Vec::new(),
+    };
+    for &target in &common.targets {
+        eprintln!("{} × {}", scenario.name(), target.name());
+        let row = match run_target(spec, target, &launcher).await {
+            Ok(row) => row,
+            Err(e) => Row::failed(target.name(), &e),
+        };
+        if row.status != "ok" {
+            eprintln!("  {}: {}", target.name(), row.status);
+        }
+        report.rows.push(row);
+    }
+    report.compute_ratios();
+    println!("\n== {} ==", scenario.name());
+    print!("{}", report.table());
+    std::fs::create_dir_all(&common.out_dir).with_context(|| format!("creating {}", common.out_dir.display()))?;
+    let json = common.out_dir.join(format!("{}.json", scenario.name()));
+    report.write_json(&json)?;
+    eprintln!("wrote {}", json.display());
+    if !common.no_charts {
+        match crate::charts::render(&report, &common.out_dir) {
+            Ok(files) => files.iter().for_each(|f| eprintln!("wrote {}", f.display())),
+            Err(e) => eprintln!("charts not drawn: {e:#}"),
+        }
+    }
+    Ok(report)
+}
+
+/// A command line as it can be published: paths under the working directory made relative, and
+/// temporary directories (which differ per run) shown as `<tmp>`.
+fn portable(command: &str) -> String {
+    let cwd = std::env::current_dir().ok().map(|d| format!("{}/", d.display()));
+    let tmp = format!("{}/", std::env::temp_dir().display());
+    command
+        .split(' ')
+        .map(|word| {
+            let word = cwd.as_deref().and_then(|c| word.strip_prefix(c)).unwrap_or(word);
+            match word.strip_prefix(tmp.as_str()) {
+                Some(rest) => format!("<tmp>/{}", rest.split_once('/').map_or("", |(_, tail)| tail)),
+                None => word.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Starts the target's server, measures, stops the server.
+async fn run_target(spec: &Spec, target: Target, launcher: &Launcher) -> anyhow::Result<Row> {
+    let mut server = launcher.start(target.server()).await?;
+    let result = measure(spec, target, &server).await;
+    let alive = server.alive();
+    let tail = server.log_tail();
+    let command = portable(&server.command);
+    server.stop().await;
+    match result {
+        Ok(mut row) => {
+            row.server_command = Some(command);
+            if !alive {
+                row.status = format!("server exited during the run: {tail}");
+            }
+            Ok(row)
+        }
+        Err(e) if !alive => Err(e.context(format!("server exited: {tail}"))),
+        Err(e) => Err(e),
+    }
+}
+
+async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Result<Row> {
+    let common = spec.common();
+    let quic = match target.proto() {
+        Proto::ChorusQuic => {
+            let cert = server.quic_cert.as_ref().ok_or_else(|| anyhow!("no QUIC certificate for {}", target.name()))?;
+            Some(quic_endpoint(cert)?)
+        }
+        _ => None,
+    };
+    let addr = match &quic {
+        Some(_) => server.quic.ok_or_else(|| anyhow!("the server has no QUIC listener"))?,
+        None => server.http,
+    };
+    let mut dialer =
+        Dialer { proto: target.proto(), addr, quic: quic.clone(), token: None, payload_len: common.payload };
+    let sampler = Sampler::new(server.pid);
+    let warmup = Duration::from_secs_f64(common.warmup);
+    let length = Duration::from_secs_f64(common.duration);
+    let phases = || Phases::new(target.name(), warmup, length);
+    let row = match spec {
+        Spec::Fanout(a) => {
+            let plan = pubsub::Plan {
+                topics: vec!["fanout".to_owned()],
+                subscriptions: vec![vec![0]; a.subscribers],
+                publishers: 1,
+                route: Rc::new(|_| 0),
+                load: a.rate.map_or(Load::Closed { inflight: a.inflight }, |rate| Load::Open { rate }),
+                latency_every: if a.rate.is_some() { 1 } else { CLOSED_LOOP_LATENCY_EVERY },
+            };
+            pubsub_row(target, pubsub::run(&plan, &dialer, &phases(), &sampler).await?)
+        }
+        Spec::Topics(a) => {
+            let (n, k) = (a.connections.max(1), a.hot_topics.max(1));
+            let mut topics: Vec<String> = (0..n).map(|i| format!("own-{i}")).collect();
+            topics.extend((0..k).map(|j| format!("hot-{j}")));
+            let hot_percent = a.hot_percent.min(100);
+            let plan = pubsub::Plan {
+                topics,
+                subscriptions: (0..n).map(|i| vec![i, n + i % k]).collect(),
+                publishers: a.publishers.max(1),
+                route: Rc::new(move |index| {
+                    let h = mix(index);
+                    if h % 100 < hot_percent {
+                        n + ((h / 100) % k as u64) as usize
+                    } else {
+                        ((h / 100) % n as u64) as usize
+                    }
+                }),
+                load: a.rate.map_or(Load::Closed { inflight: a.inflight }, |rate| Load::Open { rate }),
+                latency_every: if a.rate.is_some() { 1 } else { CLOSED_LOOP_LATENCY_EVERY },
+            };
+            pubsub_row(target, pubsub::run(&plan, &dialer, &phases(), &sampler).await?)
+        }
+        Spec::Latency(a) => {
+            let plan = pubsub::Plan {
+                topics: vec!["latency".to_owned()],
+                subscriptions: vec![vec![0]; a.subscribers],
+                publishers: 1,
+                route: Rc::new(|_| 0),
+                load: Load::Open { rate: a.rate },
+                latency_every: 1,
+            };
+            pubsub_row(target, pubsub::run(&plan, &dialer, &phases(), &sampler).await?)
+        }
+        Spec::Connections(a) => {
+            // TCP connections need a descriptor each, in the generator and in the server (which inherits
+            // the generator's limit); QUIC connections share one UDP socket.
+            let fds = crate::affinity::open_file_limit()?;
+            let tcp_cap = usize::try_from(fds.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+            let count = if target.proto() == Proto::ChorusQuic { a.connections } else { a.connections.min(tcp_cap) };
+            let plan =
+                connections::Plan { count, rate: a.connect_rate.max(1.0), parallel: a.parallel.max(1), hold: length };
+            let mut row =
+                connections_row(target, count, connections::run(&plan, &dialer, target.name(), &sampler).await?);
+            if count < a.connections {
+                row.note = Some(format!(
+                    "held {count}, not {}: the open-file limit is {fds} and could not be raised (hard limit; \
+                     raising it needs CAP_SYS_RESOURCE)",
+                    a.connections
+                ));
+            }
+            row
+        }
+        Spec::Calls(a) => {
+            let mut setup_note = None;
+            let args = if a.args.contains("{event}") {
+                let id = if target.is_chorus() {
+                    let organizer = calls::mint_token(&common.jwt_secret, "chorus-bench-organizer", "organizer")?;
+                    match calls::create_event(server.http, &organizer, CALLS_EVENT_SEATS).await? {
+                        Some(id) => id.to_string(),
+                        None => {
+                            setup_note = Some("POST /api/events answered 404: this chorus serves no booking module");
+                            "1".to_owned()
+                        }
+                    }
+                } else {
+                    "1".to_owned()
+                };
+                a.args.replace("{event}", &id)
+            } else {
+                a.args.clone()
+            };
+            serde_json::from_str::<serde_json::Value>(&args).with_context(|| format!("--args is not JSON: {args}"))?;
+            if target.is_chorus() {
+                dialer.token = Some(calls::mint_token(&common.jwt_secret, "chorus-bench-caller", "member")?);
+            }
+            let plan = calls::Plan { callers: a.callers.max(1), method: a.method.clone(), args };
+            let out = calls::run(&plan, &dialer, &phases(), &sampler).await?;
+            let mut row = Row::new(target.name());
+            row.set_sample(&out.sample);
+            row.calls = Some(report::Calls {
+                ops: out.ops,
+                ops_per_sec: out.ops as f64 / out.sample.seconds.max(1e-9),
+                errors: out.errors,
+            });
+            row.latency = Latency::of(&out.latency);
+            row.errors = out.errors;
+            row.first_error = out.first_error;
+            row.disconnects = out.disconnects;
+            if let Some(unknown) = out.unknown_method {
+                row.status = match setup_note {
+                    Some(note) => format!("{unknown} ({note})"),
+                    None => unknown,
+                };
+            }
+            row
+        }
+    };
+    if let Some(endpoint) = quic {
+        endpoint.close(quinn::VarInt::from_u32(1000), b"bench done");
+    }
+    Ok(row)
+}
+
+/// A 64-bit mix (splitmix64's finaliser): spreads consecutive message indices over topics.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn pubsub_row(target: Target, out: pubsub::Outcome) -> Row {
+    let mut row = Row::new(target.name());
+    row.set_sample(&out.sample);
+    let secs = out.sample.seconds.max(1e-9);
+    row.throughput = Some(Throughput {
+        delivered: out.delivered,
+        delivered_per_sec: out.delivered as f64 / secs,
+        wire_mb_per_sec: out.wire_bytes as f64 / secs / 1e6,
+        payload_mb_per_sec: out.payload_bytes as f64 / secs / 1e6,
+        published: out.published,
+        published_per_sec: out.published as f64 / secs,
+        delivery_ratio: (out.expected > 0).then(|| out.delivered as f64 / out.expected as f64),
+    });
+    row.latency = Latency::of(&out.latency);
+    row.errors = out.errors;
+    row.first_error = out.first_error;
+    row.disconnects = out.disconnects;
+    row.first_disconnect = out.first_disconnect;
+    if out.stalled {
+        row.status = format!(
+            "stalled: no message completed for {:?} (a subscriber lost messages or was disconnected)",
+            pubsub::STALL
+        );
+    } else if out.delivered == 0 {
+        row.status = "nothing delivered".to_owned();
+    }
+    row
+}
+
+fn connections_row(target: Target, requested: usize, out: connections::Outcome) -> Row {
+    let mut row = Row::new(target.name());
+    row.set_sample(&out.hold);
+    let per_conn = match (out.rss_before, out.hold.server_rss) {
+        (Some(before), Some(held)) if out.established > 0 => {
+            Some((held as f64 - before as f64) / out.established as f64)
+        }
+        _ => None,
+    };
+    row.connections = Some(report::Connections {
+        requested: requested as u64,
+        established: out.established,
+        failed: out.failed,
+        connect_per_sec: out.established as f64 / out.storm_seconds.max(1e-9),
+        dropped_during_hold: out.dropped,
+        rss_before_bytes: out.rss_before,
+        rss_held_bytes: out.hold.server_rss,
+        rss_per_connection_bytes: per_conn,
+        storm_server_cpu: out.storm.server_cpu,
+        storm_generator_cpu: out.storm.generator_cpu,
+    });
+    row.generator_saturated = out.storm.generator_cpu >= crate::measure::GENERATOR_SATURATED;
+    row.latency = Latency::of(&out.latency);
+    row.errors = out.failed;
+    row.first_error = out.first_failure;
+    row.disconnects = out.dropped;
+    if out.established == 0 {
+        row.status = "no connection established".to_owned();
+    }
+    row
+}
+
+/// The commit measured: `git rev-parse --short HEAD`, `+dirty` when the work tree has changes.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) if git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty()) => format!("{head}+dirty"),
+        Some(head) => head,
+        None => "unknown".to_owned(),
+    }
+}

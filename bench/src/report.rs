@@ -1,0 +1,541 @@
+//! Results: one [`Row`] per target, the [`Report`] of a scenario (written as JSON), the table printed on
+//! stdout, and the ratios against the chorus row.
+
+use crate::measure::{GENERATOR_SATURATED, Sample};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Quantiles kept for the latency CDF (percent): every percent, then the tail.
+const CDF_TAIL: [f64; 6] = [99.5, 99.9, 99.95, 99.99, 99.999, 100.0];
+
+/// The scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// 1 publisher → N subscribers.
+    Fanout,
+    /// N own topics plus K hot topics.
+    Topics,
+    /// Fixed-rate latency.
+    Latency,
+    /// Connection storm and idle memory.
+    Connections,
+    /// Request/reply calls.
+    Calls,
+}
+
+impl Scenario {
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fanout => "fanout",
+            Self::Topics => "topics",
+            Self::Latency => "latency",
+            Self::Connections => "connections",
+            Self::Calls => "calls",
+        }
+    }
+
+    /// The headline metric, its label and unit, and whether higher is better.
+    pub fn primary(self) -> (&'static str, bool) {
+        match self {
+            Self::Fanout | Self::Topics => ("deliveries/s", true),
+            Self::Latency => ("p99 latency (µs)", false),
+            Self::Connections => ("broker RSS per connection (bytes)", false),
+            Self::Calls => ("calls/s", true),
+        }
+    }
+}
+
+/// Latency summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Values recorded.
+    pub samples: u64,
+    /// Mean, µs.
+    pub mean_us: f64,
+    /// Median, µs.
+    pub p50_us: u64,
+    /// 90th percentile, µs.
+    pub p90_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// 99.9th percentile, µs.
+    pub p999_us: u64,
+    /// Maximum, µs.
+    pub max_us: u64,
+    /// `[latency µs, percent of samples at or below]` points for the CDF chart.
+    pub cdf: Vec<[f64; 2]>,
+}
+
+impl Latency {
+    /// The summary of `h`, or `None` when it is empty.
+    pub fn of(h: &Histogram<u64>) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
+        let mut cdf: Vec<[f64; 2]> =
+            (0..=99).map(|p| [h.value_at_percentile(f64::from(p)) as f64, f64::from(p)]).collect();
+        cdf.extend(CDF_TAIL.iter().map(|&p| [h.value_at_percentile(p) as f64, p]));
+        Some(Self {
+            samples: h.len(),
+            mean_us: h.mean(),
+            p50_us: h.value_at_percentile(50.0),
+            p90_us: h.value_at_percentile(90.0),
+            p99_us: h.value_at_percentile(99.0),
+            p999_us: h.value_at_percentile(99.9),
+            max_us: h.max(),
+            cdf,
+        })
+    }
+}
+
+/// Pub/sub throughput.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// Deliveries in the window.
+    pub delivered: u64,
+    /// Deliveries per second.
+    pub delivered_per_sec: f64,
+    /// Bytes read by subscribers from their sockets (frames with headers), MB/s.
+    pub wire_mb_per_sec: f64,
+    /// Payload bytes delivered, MB/s.
+    pub payload_mb_per_sec: f64,
+    /// Messages published in the window.
+    pub published: u64,
+    /// Publishes per second.
+    pub published_per_sec: f64,
+    /// Deliveries / deliveries the window's publishes called for (≈1 when the target keeps up; the
+    /// window's edges make it approximate).
+    pub delivery_ratio: Option<f64>,
+}
+
+/// Connection storm results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Connections {
+    /// Connections asked for.
+    pub requested: u64,
+    /// Connections established.
+    pub established: u64,
+    /// Attempts that failed.
+    pub failed: u64,
+    /// Established connections per second of storm.
+    pub connect_per_sec: f64,
+    /// Held connections the server closed during the hold.
+    pub dropped_during_hold: u64,
+    /// Server RSS before the storm.
+    pub rss_before_bytes: Option<u64>,
+    /// Server RSS at the end of the hold.
+    pub rss_held_bytes: Option<u64>,
+    /// (held − before) / established.
+    pub rss_per_connection_bytes: Option<f64>,
+    /// Server CPU during the storm, cores.
+    pub storm_server_cpu: Option<f64>,
+    /// Generator CPU during the storm, cores.
+    pub storm_generator_cpu: f64,
+}
+
+/// Call results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Calls {
+    /// Successful calls in the window.
+    pub ops: u64,
+    /// Successful calls per second.
+    pub ops_per_sec: f64,
+    /// Calls answered with an error.
+    pub errors: u64,
+}
+
+/// One target's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Target name.
+    pub target: String,
+    /// `ok`, or why the numbers are missing or suspect.
+    pub status: String,
+    /// How the server was started.
+    pub server_command: Option<String>,
+    /// Length of the measured window, seconds.
+    pub seconds: f64,
+    /// Pub/sub scenarios.
+    pub throughput: Option<Throughput>,
+    /// Calls scenario.
+    pub calls: Option<Calls>,
+    /// Connections scenario.
+    pub connections: Option<Connections>,
+    /// Publish→deliver (pub/sub), call (calls) or handshake (connections) latency.
+    pub latency: Option<Latency>,
+    /// Server CPU over the window, in cores (1.0 = the whole pinned core).
+    pub server_cpu: Option<f64>,
+    /// Generator CPU over the window, in cores.
+    pub generator_cpu: Option<f64>,
+    /// The generator was the bottleneck: the numbers are the generator's, not the server's.
+    pub generator_saturated: bool,
+    /// Server resident memory at the end of the window.
+    pub server_rss_bytes: Option<u64>,
+    /// Error frames seen.
+    pub errors: u64,
+    /// The first of them.
+    pub first_error: Option<String>,
+    /// Connections that ended during the run.
+    pub disconnects: u64,
+    /// Why the first one ended.
+    pub first_disconnect: Option<String>,
+    /// Headline metric relative to the chorus row (see [`Scenario::primary`]).
+    pub ratio_vs_chorus: Option<f64>,
+    /// A caveat about this row.
+    pub note: Option<String>,
+}
+
+impl Row {
+    /// A row for `target` with nothing measured yet.
+    pub fn new(target: &str) -> Self {
+        Self {
+            target: target.to_owned(),
+            status: "ok".to_owned(),
+            server_command: None,
+            seconds: 0.0,
+            throughput: None,
+            calls: None,
+            connections: None,
+            latency: None,
+            server_cpu: None,
+            generator_cpu: None,
+            generator_saturated: false,
+            server_rss_bytes: None,
+            errors: 0,
+            first_error: None,
+            disconnects: 0,
+            first_disconnect: None,
+            ratio_vs_chorus: None,
+            note: None,
+        }
+    }
+
+    /// A row for a target that could not be measured.
+    pub fn failed(target: &str, why: &anyhow::Error) -> Self {
+        Self { status: format!("failed: {why:#}"), ..Self::new(target) }
+    }
+
+    /// Fills the CPU/RSS fields from a sample.
+    pub fn set_sample(&mut self, s: &Sample) {
+        self.seconds = s.seconds;
+        self.server_cpu = s.server_cpu;
+        self.generator_cpu = Some(s.generator_cpu);
+        self.generator_saturated = s.generator_cpu >= GENERATOR_SATURATED;
+        self.server_rss_bytes = s.server_rss;
+    }
+
+    /// The scenario's headline metric.
+    pub fn primary(&self, scenario: Scenario) -> Option<f64> {
+        if !self.status.starts_with("ok") {
+            return None;
+        }
+        match scenario {
+            Scenario::Fanout | Scenario::Topics => self.throughput.as_ref().map(|t| t.delivered_per_sec),
+            Scenario::Latency => self.latency.as_ref().map(|l| l.p99_us as f64),
+            Scenario::Connections => self.connections.as_ref().and_then(|c| c.rss_per_connection_bytes),
+            Scenario::Calls => self.calls.as_ref().map(|c| c.ops_per_sec),
+        }
+    }
+}
+
+/// The machine a report was measured on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// `/proc/cpuinfo` model name.
+    pub cpu_model: String,
+    /// Online CPUs.
+    pub cores: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// Whether server and generator were pinned to separate cores.
+    pub pinned: bool,
+}
+
+impl Machine {
+    /// This machine.
+    pub fn detect(pinned: bool) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+        Self { cpu_model, cores: crate::affinity::online_cpus(), kernel, pinned }
+    }
+}
+
+/// A scenario's results over all targets.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Scenario.
+    pub scenario: Scenario,
+    /// The harness command line.
+    pub command: String,
+    /// `git rev-parse --short HEAD` (with `+dirty` when the tree has changes).
+    pub commit: String,
+    /// Unix time the scenario started.
+    pub started_unix: u64,
+    /// Machine.
+    pub machine: Machine,
+    /// Scenario parameters.
+    pub params: serde_json::Value,
+    /// Caveats that apply to every row.
+    pub notes: Vec<String>,
+    /// One row per target.
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    /// Sets each row's ratio to the chorus WS-MessagePack row (or the first chorus row measured).
+    pub fn compute_ratios(&mut self) {
+        let base = ["chorus-msgpack", "chorus-json", "chorus-quic"]
+            .iter()
+            .find_map(|name| self.rows.iter().find(|r| r.target == *name).and_then(|r| r.primary(self.scenario)));
+        for row in &mut self.rows {
+            row.ratio_vs_chorus = match (row.primary(self.scenario), base) {
+                (Some(v), Some(b)) if b > 0.0 => Some(v / b),
+                _ => None,
+            };
+        }
+    }
+
+    /// Writes the report as pretty JSON.
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        std::fs::write(path, serde_json::to_string_pretty(self)? + "\n")?;
+        Ok(())
+    }
+
+    /// The results table.
+    pub fn table(&self) -> String {
+        let (metric, _) = self.scenario.primary();
+        let mut header: Vec<&str> = vec!["target"];
+        let mut lines: Vec<Vec<String>> = Vec::new();
+        let lat = |l: &Option<Latency>| -> Vec<String> {
+            match l {
+                Some(l) => {
+                    [l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us].iter().map(|&v| micros(v as f64)).collect()
+                }
+                None => vec!["-".into(); 5],
+            }
+        };
+        match self.scenario {
+            Scenario::Fanout | Scenario::Topics | Scenario::Latency => {
+                header.extend([
+                    "msg/s",
+                    "MB/s",
+                    "p50",
+                    "p90",
+                    "p99",
+                    "p99.9",
+                    "max",
+                    "srv CPU",
+                    "gen CPU",
+                    "RSS",
+                    "vs chorus",
+                ]);
+                for r in &self.rows {
+                    let mut line = vec![r.target.clone()];
+                    match &r.throughput {
+                        Some(t) => line.extend([si(t.delivered_per_sec), format!("{:.1}", t.wire_mb_per_sec)]),
+                        None => line.extend(["-".into(), "-".into()]),
+                    }
+                    line.extend(lat(&r.latency));
+                    line.extend(common_columns(r));
+                    lines.push(line);
+                }
+            }
+            Scenario::Calls => {
+                header.extend([
+                    "calls/s",
+                    "p50",
+                    "p90",
+                    "p99",
+                    "p99.9",
+                    "max",
+                    "srv CPU",
+                    "gen CPU",
+                    "RSS",
+                    "vs chorus",
+                ]);
+                for r in &self.rows {
+                    let mut line = vec![r.target.clone()];
+                    line.push(r.calls.as_ref().map_or("-".into(), |c| si(c.ops_per_sec)));
+                    line.extend(lat(&r.latency));
+                    line.extend(common_columns(r));
+                    lines.push(line);
+                }
+            }
+            Scenario::Connections => {
+                header.extend([
+                    "held",
+                    "failed",
+                    "conn/s",
+                    "p50",
+                    "p99",
+                    "RSS/conn",
+                    "RSS",
+                    "srv CPU",
+                    "gen CPU",
+                    "vs chorus",
+                ]);
+                for r in &self.rows {
+                    let mut line = vec![r.target.clone()];
+                    match &r.connections {
+                        Some(c) => line.extend([
+                            (c.established - c.dropped_during_hold).to_string(),
+                            c.failed.to_string(),
+                            si(c.connect_per_sec),
+                            r.latency.as_ref().map_or("-".into(), |l| micros(l.p50_us as f64)),
+                            r.latency.as_ref().map_or("-".into(), |l| micros(l.p99_us as f64)),
+                            c.rss_per_connection_bytes.map_or("-".into(), bytes),
+                            c.rss_held_bytes.map_or("-".into(), |b| bytes(b as f64)),
+                            c.storm_server_cpu.map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
+                            gen_cpu(c.storm_generator_cpu),
+                        ]),
+                        None => line.extend(vec!["-".into(); 9]),
+                    }
+                    line.push(r.ratio_vs_chorus.map_or("-".into(), |x| format!("{x:.2}x")));
+                    lines.push(line);
+                }
+            }
+        }
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for line in &lines {
+            for (w, cell) in widths.iter_mut().zip(line) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let render = |cells: Vec<String>, out: &mut String| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+                .collect();
+            let _ = writeln!(out, "{}", padded.join("  ").trim_end());
+        };
+        render(header.iter().map(|h| h.to_string()).collect(), &mut out);
+        for line in lines {
+            render(line, &mut out);
+        }
+        for r in &self.rows {
+            if r.status != "ok" {
+                let _ = writeln!(out, "  {}: {}", r.target, r.status);
+            }
+            if let Some(note) = &r.note {
+                let _ = writeln!(out, "  {}: {note}", r.target);
+            }
+            if r.generator_saturated {
+                let _ = writeln!(
+                    out,
+                    "  {}: the generator saturated its core (gen CPU marked !): this number is the generator's limit, not the server's",
+                    r.target
+                );
+            }
+            if let Some(e) = &r.first_error {
+                let _ = writeln!(out, "  {}: {} error frame(s), first: {e}", r.target, r.errors);
+            }
+            if let Some(d) = &r.first_disconnect {
+                let _ =
+                    writeln!(out, "  {}: {} connection(s) ended during the run, first: {d}", r.target, r.disconnects);
+            }
+        }
+        let _ = writeln!(out, "  vs chorus: {metric} relative to the chorus WS-MessagePack row");
+        for note in &self.notes {
+            let _ = writeln!(out, "  note: {note}");
+        }
+        out
+    }
+}
+
+fn gen_cpu(cores: f64) -> String {
+    let mark = if cores >= GENERATOR_SATURATED { "!" } else { "" };
+    format!("{:.0}%{mark}", cores * 100.0)
+}
+
+fn common_columns(r: &Row) -> Vec<String> {
+    vec![
+        r.server_cpu.map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
+        r.generator_cpu.map_or("-".into(), gen_cpu),
+        r.server_rss_bytes.map_or("-".into(), |b| bytes(b as f64)),
+        r.ratio_vs_chorus.map_or("-".into(), |x| format!("{x:.2}x")),
+    ]
+}
+
+/// A count with an SI suffix: `1.23M`.
+pub fn si(v: f64) -> String {
+    let (div, suffix) = match v.abs() {
+        x if x >= 1e9 => (1e9, "G"),
+        x if x >= 1e6 => (1e6, "M"),
+        x if x >= 1e3 => (1e3, "k"),
+        _ => (1.0, ""),
+    };
+    let scaled = v / div;
+    if suffix.is_empty() {
+        format!("{scaled:.0}")
+    } else if scaled >= 100.0 {
+        format!("{scaled:.0}{suffix}")
+    } else {
+        format!("{scaled:.2}{suffix}")
+    }
+}
+
+/// A duration in microseconds, in the unit that reads best.
+pub fn micros(us: f64) -> String {
+    match us {
+        x if x >= 1e6 => format!("{:.2}s", x / 1e6),
+        x if x >= 1e3 => format!("{:.2}ms", x / 1e3),
+        x => format!("{x:.0}µs"),
+    }
+}
+
+/// A size in bytes, binary units.
+pub fn bytes(b: f64) -> String {
+    match b {
+        x if x >= (1u64 << 30) as f64 => format!("{:.2}GiB", x / (1u64 << 30) as f64),
+        x if x >= (1u64 << 20) as f64 => format!("{:.1}MiB", x / (1u64 << 20) as f64),
+        x if x >= 1024.0 => format!("{:.2}KiB", x / 1024.0),
+        x => format!("{x:.0}B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_read_well() {
+        assert_eq!(si(3_512_000.0), "3.51M");
+        assert_eq!(si(812.0), "812");
+        assert_eq!(si(125_000.0), "125k");
+        assert_eq!(micros(850.0), "850µs");
+        assert_eq!(micros(97_000.0), "97.00ms");
+        assert_eq!(bytes(3_900.0), "3.81KiB");
+    }
+
+    #[test]
+    fn ratios_are_against_the_msgpack_row() {
+        let mut report = Report {
+            scenario: Scenario::Calls,
+            command: String::new(),
+            commit: String::new(),
+            started_unix: 0,
+            machine: Machine::detect(false),
+            params: serde_json::Value::Null,
+            notes: Vec::new(),
+            rows: ["nats", "chorus-msgpack"].iter().map(|t| Row::new(t)).collect(),
+        };
+        report.rows[0].calls = Some(Calls { ops: 1, ops_per_sec: 50.0, errors: 0 });
+        report.rows[1].calls = Some(Calls { ops: 1, ops_per_sec: 100.0, errors: 0 });
+        report.compute_ratios();
+        assert_eq!(report.rows[0].ratio_vs_chorus, Some(0.5));
+        assert!(report.table().contains("0.50x"));
+    }
+}

@@ -1,0 +1,68 @@
+//! The targets: chorus over three transports/codecs and the three peers, each with the server it
+//! runs against and the dialect the generator speaks to it.
+
+use crate::conn::Proto;
+use crate::servers::ServerKind;
+use chorus_protocol::Codec;
+use clap::ValueEnum;
+
+/// A target of the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// chorus, WebSocket, MessagePack frames.
+    ChorusMsgpack,
+    /// chorus, WebSocket, JSON frames.
+    ChorusJson,
+    /// chorus, QUIC (MessagePack).
+    ChorusQuic,
+    /// nats-server over WebSocket, NATS text protocol.
+    Nats,
+    /// Socket.IO 4 on Node, rooms and broadcast.
+    Socketio,
+    /// The raw limit: pre-framed WebSocket writes, no broker logic.
+    Raw,
+}
+
+impl Target {
+    /// Every target, in report order.
+    pub const ALL: [Target; 6] =
+        [Target::ChorusMsgpack, Target::ChorusJson, Target::ChorusQuic, Target::Nats, Target::Socketio, Target::Raw];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ChorusMsgpack => "chorus-msgpack",
+            Self::ChorusJson => "chorus-json",
+            Self::ChorusQuic => "chorus-quic",
+            Self::Nats => "nats",
+            Self::Socketio => "socketio",
+            Self::Raw => "raw",
+        }
+    }
+
+    /// The dialect the generator speaks.
+    pub fn proto(self) -> Proto {
+        match self {
+            Self::ChorusMsgpack | Self::Raw => Proto::ChorusWs(Codec::MsgPack),
+            Self::ChorusJson => Proto::ChorusWs(Codec::Json),
+            Self::ChorusQuic => Proto::ChorusQuic,
+            Self::Nats => Proto::Nats,
+            Self::Socketio => Proto::SocketIo,
+        }
+    }
+
+    /// The server it runs against.
+    pub fn server(self) -> ServerKind {
+        match self {
+            Self::ChorusMsgpack | Self::ChorusJson | Self::ChorusQuic => ServerKind::Chorus,
+            Self::Nats => ServerKind::Nats,
+            Self::Socketio => ServerKind::SocketIo,
+            Self::Raw => ServerKind::Raw,
+        }
+    }
+
+    /// Whether it is a chorus target.
+    pub fn is_chorus(self) -> bool {
+        self.server() == ServerKind::Chorus
+    }
+}

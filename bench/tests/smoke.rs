@@ -1,0 +1,151 @@
+//! CI smoke test of the harness: every scenario, for about a second, against chorus only (WebSocket
+//! MessagePack, WebSocket JSON, QUIC), with tiny parameters. The broker runs in this test's process
+//! (`chorus_core::server::start`, with the event-booking module so that `calls` makes its default
+//! `booking.get` calls on an event it creates over REST) and the harness binary attaches to it, so
+//! neither the release build nor nats-server nor Node is needed. Asserts that every target delivered or
+//! answered something and that each scenario wrote well-formed JSON results. Performance is not checked.
+
+use chorus_core::config::Config;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Instant;
+
+const SECRET: &str = "smoke-secret";
+const TARGETS: &str = "chorus-msgpack,chorus-json,chorus-quic";
+const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+fn rows(json: &Value) -> &Vec<Value> {
+    json["rows"].as_array().expect("rows is an array")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_against_chorus() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = Config::load_from([
+        "chorus",
+        "--listen",
+        "127.0.0.1:0",
+        "--quic-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--jwt-secret",
+        SECRET,
+        "--publish-rate",
+        "10000000",
+        "--log",
+        "warn",
+    ])
+    .unwrap();
+    let server = chorus_core::server::start(config, vec![chorus_event_booking::module()]).await.unwrap();
+    let out = dir.path().join("results");
+    let attach = [
+        "--attach-http".to_owned(),
+        server.http_addr.to_string(),
+        "--attach-quic".to_owned(),
+        server.quic_addr.expect("QUIC listener").to_string(),
+        "--attach-quic-cert".to_owned(),
+        data.join("quic-cert.pem").to_str().unwrap().to_owned(),
+        "--attach-pid".to_owned(),
+        std::process::id().to_string(),
+        "--jwt-secret".to_owned(),
+        SECRET.to_owned(),
+        "--out-dir".to_owned(),
+        out.to_str().unwrap().to_owned(),
+        "--targets".to_owned(),
+        TARGETS.to_owned(),
+        "--no-pin".to_owned(),
+        "--warmup".to_owned(),
+        "0.2".to_owned(),
+        "--duration".to_owned(),
+        "0.6".to_owned(),
+    ];
+    // Charts take about half a second each in a debug build: drawn once, by `latency` (both kinds).
+    let scenarios: [(&str, &[&str]); 5] = [
+        ("fanout", &["--subscribers", "20", "--no-charts"]),
+        ("topics", &["--connections", "20", "--hot-topics", "4", "--publishers", "2", "--no-charts"]),
+        ("latency", &["--subscribers", "20", "--rate", "200"]),
+        ("connections", &["--connections", "200", "--connect-rate", "2000", "--no-charts"]),
+        ("calls", &["--callers", "4", "--no-charts"]),
+    ];
+    for (scenario, extra) in scenarios {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus-bench"))
+            .arg(scenario)
+            .args(&attach)
+            .args(extra)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{scenario} {extra:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(stdout.contains(&format!("== {scenario} ==")), "{scenario}: no table\n{stdout}");
+        let json: Value = serde_json::from_slice(&std::fs::read(out.join(format!("{scenario}.json"))).unwrap())
+            .unwrap_or_else(|e| panic!("{scenario}: results are not JSON: {e}"));
+        assert_eq!(json["scenario"], scenario);
+        assert!(json["machine"]["cores"].as_u64().unwrap_or(0) >= 1);
+        let rows = rows(&json);
+        assert_eq!(rows.len(), 3, "{scenario}: one row per target\n{stdout}");
+        for row in rows {
+            let target = row["target"].as_str().unwrap_or("?");
+            assert_eq!(row["status"], "ok", "{scenario} {target}\n{stdout}\n{stderr}");
+            let measured = match scenario {
+                "fanout" | "topics" | "latency" => row["throughput"]["delivered"].as_u64(),
+                "connections" => row["connections"]["established"].as_u64(),
+                _ => row["calls"]["ops"].as_u64(),
+            };
+            assert!(measured.unwrap_or(0) > 0, "{scenario} {target}: nothing measured\n{row}");
+            assert!(row["latency"]["p99_us"].as_u64().unwrap_or(0) > 0, "{scenario} {target}: no latency\n{row}");
+            assert!(row["server_rss_bytes"].as_u64().unwrap_or(0) > 0, "{scenario} {target}: no RSS");
+        }
+        if scenario == "latency" && Path::new(FONT).exists() {
+            for chart in ["latency-p99.png", "latency-cdf.png"] {
+                assert!(out.join(chart).exists(), "no chart {chart}\n{stderr}");
+            }
+        }
+    }
+    server.shutdown();
+    server.stopped().await.unwrap();
+    eprintln!("smoke took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn an_unknown_method_is_reported_not_crashed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = Config::load_from([
+        "chorus",
+        "--listen",
+        "127.0.0.1:0",
+        "--disable-quic",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--jwt-secret",
+        SECRET,
+        "--log",
+        "warn",
+    ])
+    .unwrap();
+    let server = chorus_core::server::start(config, Vec::new()).await.unwrap();
+    let out = dir.path().join("results");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus-bench"))
+        .args(["calls", "--targets", "chorus-msgpack", "--no-pin", "--warmup", "0.2", "--duration", "0.5"])
+        .args(["--attach-http", &server.http_addr.to_string(), "--jwt-secret", SECRET, "--callers", "2"])
+        .args(["--out-dir", out.to_str().unwrap(), "--no-charts"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let json: Value = serde_json::from_slice(&std::fs::read(out.join("calls.json")).unwrap()).unwrap();
+    let status = rows(&json)[0]["status"].as_str().unwrap_or_default().to_owned();
+    assert!(status.contains("unknown method booking.get"), "{status}");
+    assert!(status.contains("404"), "the missing REST route is named: {status}");
+    assert!(stdout.contains("unknown method"), "{stdout}");
+    server.shutdown();
+    server.stopped().await.unwrap();
+}
