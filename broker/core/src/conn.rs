@@ -3,9 +3,10 @@
 //! [`OutQueue`](crate::queue::OutQueue). The task `select!`s over inbound frames, the queue closing
 //! (slow consumer), node shutdown, and the hello/idle deadline.
 
-use crate::module::{Caller, Context, Module};
+use crate::module::{Caller, Context, Module, ModuleError};
 use crate::node::Node;
 use crate::queue::{Encoding, FrameSink, OutQueue, Push, run_writer};
+use crate::topics::{Subscribed, Subscriber};
 use bytes::Bytes;
 use chorus_protocol::topic;
 use chorus_protocol::{
@@ -103,6 +104,40 @@ pub(crate) async fn close_queue(
     queue.close_code().unwrap_or(CloseCode::Normal)
 }
 
+/// Subscribes a connection to `topic` through its owning module: authorize, register (replaying the
+/// history after `since`), then the module's snapshot. On a refusal or a failed snapshot nothing stays
+/// subscribed. Both the native protocol and compat dialects subscribe through this.
+pub(crate) async fn join_topic(
+    ctx: &Context,
+    caller: &Caller,
+    queue: &Arc<OutQueue>,
+    topic: &str,
+    since: Option<&Position>,
+) -> Result<(Subscribed, Option<Payload>), ModuleError> {
+    let node = &ctx.node;
+    let owner = node.modules.owner(topic).cloned();
+    if let Some(m) = &owner {
+        m.authorize(ctx, caller, topic).await?;
+    }
+    let subscribed =
+        node.registry.subscribe(topic, Subscriber { conn_id: caller.conn_id, queue: queue.clone() }, since);
+    let snapshot = match &owner {
+        Some(m) => m.snapshot(ctx, caller, topic).await.inspect_err(|_| {
+            node.registry.unsubscribe(topic, caller.conn_id);
+        })?,
+        None => None,
+    };
+    Ok((subscribed, snapshot))
+}
+
+/// Unsubscribes a connection from `topic` and tells the owning module.
+pub(crate) async fn leave_topic(ctx: &Context, caller: &Caller, topic: &str) {
+    ctx.node.registry.unsubscribe(topic, caller.conn_id);
+    if let Some(m) = ctx.node.modules.owner(topic) {
+        m.on_unsubscribe(ctx, caller, topic).await;
+    }
+}
+
 /// Removes a closed connection from its topics and tells the modules, then clears its presence.
 pub(crate) async fn leave_everything(
     ctx: &Context,
@@ -111,10 +146,7 @@ pub(crate) async fn leave_everything(
     topics: impl IntoIterator<Item = String>,
 ) {
     for topic in topics {
-        node.registry.unsubscribe(&topic, caller.conn_id);
-        if let Some(m) = node.modules.owner(&topic) {
-            m.on_unsubscribe(ctx, caller, &topic).await;
-        }
+        leave_topic(ctx, caller, &topic).await;
     }
     for module in node.modules.all() {
         module.on_disconnect(ctx, caller).await;
@@ -288,43 +320,22 @@ impl Conn {
             let max = self.node.config.max_subscriptions;
             return self.error(id, ErrorCode::SubscriptionLimit, format!("at most {max} subscriptions per connection"));
         }
-        let owner = self.owner(&topic);
-        if let Some(m) = &owner
-            && let Err(e) = m.authorize(&self.ctx, caller, &topic).await
-        {
-            return self.error(id, e.code, e.message);
+        match join_topic(&self.ctx, caller, &self.queue, &topic, since.as_ref()).await {
+            Err(e) => self.error(id, e.code, e.message),
+            Ok((subscribed, snapshot)) => {
+                self.subscriptions.insert(topic);
+                let epoch = &subscribed.epoch;
+                let result = SubscribeResult { seq: subscribed.seq, epoch, snapshot, recovered: subscribed.recovered };
+                self.reply(id, &result);
+            }
         }
-        let subscriber = crate::topics::Subscriber { conn_id: self.id, queue: self.queue.clone() };
-        let subscribed = self.node.registry.subscribe(&topic, subscriber, since.as_ref());
-        self.subscriptions.insert(topic.clone());
-        let snapshot = match &owner {
-            Some(m) => match m.snapshot(&self.ctx, caller, &topic).await {
-                Ok(s) => s,
-                Err(e) => {
-                    self.node.registry.unsubscribe(&topic, self.id);
-                    self.subscriptions.remove(&topic);
-                    return self.error(id, e.code, e.message);
-                }
-            },
-            None => None,
-        };
-        let result = SubscribeResult {
-            seq: subscribed.seq,
-            epoch: &subscribed.epoch,
-            snapshot,
-            recovered: subscribed.recovered,
-        };
-        self.reply(id, &result);
     }
 
     async fn unsubscribe(&mut self, caller: &Caller, id: Option<u64>, topic: String) {
         if !self.subscriptions.remove(&topic) {
             return self.error(id, ErrorCode::NotSubscribed, format!("not subscribed to {topic}"));
         }
-        self.node.registry.unsubscribe(&topic, self.id);
-        if let Some(m) = self.owner(&topic) {
-            m.on_unsubscribe(&self.ctx, caller, &topic).await;
-        }
+        leave_topic(&self.ctx, caller, &topic).await;
         self.reply(id, &());
     }
 

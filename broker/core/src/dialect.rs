@@ -7,11 +7,13 @@
 //! `authorize` and `snapshot`, per-dialect statistics, and fan-out encoded once per publish for all of
 //! the dialect's clients. No domain logic lives here.
 
-use crate::conn::{CLOSE_FLUSH_TIMEOUT, FrameSource, Inbound, close_queue, end_of_input, leave_everything, open_queue};
+use crate::conn::{
+    CLOSE_FLUSH_TIMEOUT, FrameSource, Inbound, close_queue, end_of_input, join_topic, leave_everything, leave_topic,
+    open_queue,
+};
 use crate::module::{Caller, Context};
 use crate::node::Node;
 use crate::queue::{Encoding, EventEncoder, FrameSink, OutQueue};
-use crate::topics::Subscriber;
 use crate::ws;
 use axum::Router;
 use axum::body::Body;
@@ -338,27 +340,17 @@ impl DialectConn {
         if self.topics.len() >= node.config.max_subscriptions as usize {
             return self.error(&format!("at most {} subscriptions per connection", node.config.max_subscriptions));
         }
-        let owner = node.modules.owner(&topic).cloned();
-        if let Some(m) = &owner
-            && let Err(e) = m.authorize(&self.host.ctx, &self.caller, &topic).await
-        {
-            return self.error(&e.message);
-        }
-        node.registry.subscribe(&topic, Subscriber { conn_id: self.caller.conn_id, queue: self.queue.clone() }, None);
-        self.host.topic_joined(&topic);
-        self.topics.insert(topic.clone(), key.clone());
-        if confirm {
-            self.send(dialect.subscribed(&key));
-        }
-        if let Some(m) = &owner {
-            match m.snapshot(&self.host.ctx, &self.caller, &topic).await {
-                Ok(Some(snapshot)) => {
-                    if let Some(message) = dialect.event(&topic, &snapshot) {
-                        self.send(message);
-                    }
+        match join_topic(&self.host.ctx, &self.caller, &self.queue, &topic, None).await {
+            Err(e) => self.error(&e.message),
+            Ok((_, snapshot)) => {
+                self.host.topic_joined(&topic);
+                self.topics.insert(topic.clone(), key.clone());
+                if confirm {
+                    self.send(dialect.subscribed(&key));
                 }
-                Ok(None) => {}
-                Err(e) => self.error(&e.message),
+                if let Some(message) = snapshot.and_then(|s| dialect.event(&topic, &s)) {
+                    self.send(message);
+                }
             }
         }
     }
@@ -370,12 +362,8 @@ impl DialectConn {
             Err(e) => return self.error(&e),
         };
         if self.topics.remove(&topic).is_some() {
-            let node = &self.host.ctx.node;
-            node.registry.unsubscribe(&topic, self.caller.conn_id);
             self.host.topic_left(&topic);
-            if let Some(m) = node.modules.owner(&topic) {
-                m.on_unsubscribe(&self.host.ctx, &self.caller, &topic).await;
-            }
+            leave_topic(&self.host.ctx, &self.caller, &topic).await;
         }
         self.send(dialect.unsubscribed(&key));
     }
