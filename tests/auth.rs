@@ -1,11 +1,9 @@
 //! Authentication outcomes: guest, valid, expired, not yet valid, wrong key, `alg: none`, malformed.
 
-mod support;
-
+use crate::support::*;
 use chorus_client::{Client, ClientError, Codec, ConnectOptions};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
-use support::*;
 
 fn bad_tokens() -> Vec<(&'static str, String, u16)> {
     let hs = |key: &str, claims: serde_json::Value| {

@@ -1,11 +1,9 @@
 //! Bad input on the native WebSocket endpoint gets a coded error or a documented close, never a panic,
 //! and the broker keeps serving everyone else.
 
-mod support;
-
+use crate::support::*;
 use futures_util::SinkExt;
 use serde_json::json;
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn error_code(ws: &mut RawWs) -> (u64, Option<u64>) {

@@ -1,10 +1,8 @@
 //! `/health`, `/ready` and `/metrics`: the text parses as Prometheus exposition and the counters move.
 
-mod support;
-
+use crate::support::*;
 use chorus_client::{Client, Codec, ConnectOptions, Payload};
 use serde_json::json;
-use support::*;
 
 #[tokio::test]
 async fn health_ready_and_counters_move() {

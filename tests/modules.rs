@@ -1,11 +1,9 @@
 //! The `chorus` binary serves its domain modules: their REST APIs, the seed-004 dialect and their native
 //! topics, all on the one port.
 
-mod support;
-
+use crate::support::*;
 use chorus_client::{Client, ClientError, Codec, ConnectOptions, Payload};
 use serde_json::{Value, json};
-use support::*;
 
 #[tokio::test]
 async fn the_binary_serves_the_movie_and_booking_modules() {

@@ -1,12 +1,10 @@
 //! A real Prometheus (Debian `prometheus`) scrapes the broker's `/metrics` and answers queries on it.
 
-mod support;
-
+use crate::support::*;
 use chorus_client::{Client, ConnectOptions};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::*;
 
 /// Asks Prometheus's HTTP API for an instant query; returns the first sample's value.
 async fn query(prometheus: std::net::SocketAddr, promql: &str) -> Option<f64> {

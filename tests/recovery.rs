@@ -1,12 +1,10 @@
 //! History and recovery on one node: a client that comes back with its last position gets exactly what it
 //! missed (`recovered: true`), or learns that the gap cannot be filled (`recovered: false`).
 
-mod support;
-
+use crate::support::*;
 use chorus_client::{Client, Codec, ConnectOptions, Payload, Position};
 use serde_json::json;
 use std::time::Duration;
-use support::*;
 
 async fn next_seqs(client: &Client, n: usize) -> Vec<(u64, serde_json::Value)> {
     let mut out = Vec::new();

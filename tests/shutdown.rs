@@ -1,11 +1,9 @@
 //! SIGTERM: every client is told "going away" (1001), and the process exits 0.
 
-mod support;
-
+use crate::support::*;
 use chorus_client::{Client, Codec, ConnectOptions};
 use serde_json::json;
 use std::time::Duration;
-use support::*;
 
 #[tokio::test]
 async fn sigterm_closes_every_client_with_1001_and_exits_zero() {

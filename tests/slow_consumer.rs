@@ -1,12 +1,10 @@
 //! A subscriber that stops reading is cut with close code 4001; a normal subscriber on the same topic
 //! receives every message; the slow-consumer metric counts it.
 
-mod support;
-
+use crate::support::*;
 use chorus_client::{Client, Codec, ConnectOptions, Payload};
 use serde_json::json;
 use std::time::Duration;
-use support::*;
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 

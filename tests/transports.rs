@@ -1,12 +1,10 @@
 //! A WebSocket-MessagePack, a WebSocket-JSON and a QUIC client on one topic: each one's publish reaches
 //! all three, with the same value after transcoding.
 
-mod support;
-
+use crate::support::*;
 use chorus_client::{Client, Codec, ConnectOptions, Payload, TokenPlacement};
 use serde_json::json;
 use std::collections::BTreeMap;
-use support::*;
 
 async fn clients(broker: &Broker) -> Vec<(&'static str, Client)> {
     let t = |sub: &str| token(json!({"sub": sub, "name": sub.to_uppercase(), "role": "member"}));

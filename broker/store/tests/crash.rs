@@ -44,7 +44,7 @@ fn acknowledged_writes_survive_sigkill() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     let child = Command::new(exe)
-        .args(["--exact", "crash_child_writes_until_killed", "--ignored", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "crash::crash_child_writes_until_killed", "--ignored", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

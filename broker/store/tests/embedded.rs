@@ -1,19 +1,16 @@
 //! The embedded (redb) backend: the conformance suite, plus what only the embedded store does —
 //! purging, start-up failures, metrics.
 
-#[macro_use]
-mod conformance;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::conformance::Suite;
 use anyhow::{Context, Result, anyhow, ensure};
 use bytes::Bytes;
 use chorus_store::{Backend, Clock, ManualClock, Store, StoreConfig, StoreError, SystemClock, Ttl};
 use clap::{Args, Command, FromArgMatches};
-use conformance::Suite;
 
 /// 2024-01-01T00:00:00Z: a fixed start for the manual clock.
 const START_MS: u64 = 1_704_067_200_000;

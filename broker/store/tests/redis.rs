@@ -7,11 +7,8 @@
 //! every test fails saying so.
 //!
 //! ```sh
-//! cargo test -p chorus-store --test redis
+//! cargo test -p chorus-store --test integration redis::
 //! ```
-
-#[macro_use]
-mod conformance;
 
 use std::io::{self, BufRead, BufReader};
 use std::net::TcpListener;
@@ -20,11 +17,11 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::conformance::Suite;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use bytes::Bytes;
 use chorus_store::{Backend, MAX_BATCH_OPS, Scan, Store, StoreConfig, StoreError, SystemClock, Ttl, WriteOp};
 use clap::{Args, FromArgMatches};
-use conformance::Suite;
 use fred::prelude::{Builder, ClientLike, Config, Value};
 use fred::types::{ClusterHash, CustomCommand};
 use tempfile::TempDir;

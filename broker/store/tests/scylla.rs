@@ -4,23 +4,20 @@
 //! ScyllaDB or Cassandra ≥ 4.0); otherwise each of its tests prints a skip line and passes:
 //!
 //! ```sh
-//! CHORUS_SCYLLA_NODES=127.0.0.1:9042 cargo test -p chorus-store --test scylla -- --nocapture
+//! CHORUS_SCYLLA_NODES=127.0.0.1:9042 cargo test -p chorus-store --test integration scylla:: -- --nocapture
 //! ```
 //!
 //! The suite creates the keyspace (`CHORUS_SCYLLA_KEYSPACE`, default `chorus_test`) and schema
 //! itself (`--store-migrate`). The start-up failure tests always run: they need no server.
 
-#[macro_use]
-mod conformance;
-
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::conformance::Suite;
 use anyhow::{Result, anyhow, ensure};
 use chorus_store::{Backend, StoreConfig, StoreError, SystemClock};
 use clap::{Args, Command, FromArgMatches};
-use conformance::Suite;
 
 /// Keyspace of the conformance run unless `CHORUS_SCYLLA_KEYSPACE` says otherwise: kept apart
 /// from a deployment's `chorus` keyspace.

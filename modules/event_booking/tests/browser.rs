@@ -5,13 +5,11 @@
 //! Chromium is driven over the DevTools protocol (JSON-RPC on a WebSocket): open a tab, navigate, wait for
 //! the load event, then evaluate scripts that resolve when the page's DOM shows the expected count.
 
-mod support;
-
+use crate::support::{Rest, start, stop, token};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::process::Stdio;
-use support::{Rest, start, stop, token};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -60,7 +58,7 @@ impl Chromium {
             .spawn()
             .expect("start chromium");
         let mut lines = BufReader::new(child.stderr.take().expect("chromium stderr")).lines();
-        let devtools = tokio::time::timeout(support::WAIT, async {
+        let devtools = tokio::time::timeout(crate::support::WAIT, async {
             while let Some(line) = lines.next_line().await.expect("read chromium stderr") {
                 if let Some(url) = line.strip_prefix("DevTools listening on ") {
                     return url.trim().to_owned();
@@ -92,7 +90,7 @@ impl DevTools {
 
     async fn receive(&mut self) -> Value {
         loop {
-            let frame = tokio::time::timeout(support::WAIT, self.ws.next())
+            let frame = tokio::time::timeout(crate::support::WAIT, self.ws.next())
                 .await
                 .expect("DevTools answers in time")
                 .expect("DevTools connection open")

@@ -1,11 +1,9 @@
 //! Native access with the chorus client SDK over WebSocket and QUIC: the event topic (snapshot, events,
 //! privacy, access), the `booking.*` calls and their error codes.
 
-mod support;
-
+use crate::support::{Rest, native_quic, native_ws, start, stop};
 use chorus_client::{Client, ClientError, Payload};
 use serde_json::{Value, json};
-use support::{Rest, native_quic, native_ws, start, stop};
 
 fn args(value: Value) -> Payload {
     Payload::from_value(&value).unwrap()
@@ -19,7 +17,8 @@ async fn call(client: &Client, method: &str, value: Value) -> Result<Value, (u16
 }
 
 async fn next_event(client: &Client) -> (String, Value) {
-    let event = tokio::time::timeout(support::WAIT, client.next_event()).await.expect("event in time").expect("open");
+    let event =
+        tokio::time::timeout(crate::support::WAIT, client.next_event()).await.expect("event in time").expect("open");
     (event.topic, event.payload.to_json())
 }
 

@@ -3,15 +3,13 @@
 //! `booking_created` + `seat_update` pairs counting down from 99 to 0 in order, never negative; the store
 //! holds exactly 100 bookings, all finished.
 
-mod support;
-
+use crate::support::{Rest, SeedWs, native_ws, start, stop};
 use chorus_client::{Client, ClientError, Codec, ConnectOptions, Payload};
 use chorus_core::server::Server;
 use chorus_core::store::{ClusteringKeyReader, Scan};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
-use support::{Rest, SeedWs, native_ws, start, stop};
 
 const SEATS: u32 = 100;
 const CONNECTIONS: usize = 200;
@@ -23,7 +21,7 @@ const ATTEMPTS_PER_CONNECTION: usize = 50;
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 async fn connect(server: &Server, i: usize) -> Client {
-    let token = support::token(&format!("user-{i}"), None);
+    let token = crate::support::token(&format!("user-{i}"), None);
     let options = if i.is_multiple_of(QUIC_EVERY) {
         let fingerprint = server.quic_fingerprint.clone().expect("QUIC fingerprint");
         ConnectOptions::quic(server.quic_addr.expect("QUIC"), "localhost").pin_sha256(fingerprint)
@@ -66,8 +64,10 @@ async fn countdown_native(watcher: &Client, topic: &str) -> Vec<i64> {
     for _ in 0..SEATS {
         let mut pair = Vec::new();
         for expected in ["booking_created", "seat_update"] {
-            let event =
-                tokio::time::timeout(support::WAIT, watcher.next_event()).await.expect("event in time").expect("open");
+            let event = tokio::time::timeout(crate::support::WAIT, watcher.next_event())
+                .await
+                .expect("event in time")
+                .expect("open");
             assert_eq!(event.topic, topic);
             let payload = event.payload.to_json();
             assert_eq!(payload["type"], expected, "{payload}");
@@ -133,7 +133,7 @@ async fn ten_thousand_concurrent_attempts_book_exactly_the_capacity() {
     assert_eq!(countdown_seed(&mut seed_watcher).await, expected);
     // Nothing after the countdown: the next event the native watcher sees is the marker's.
     assert_eq!(org.book(marker_event, 1, None).await.status, 201);
-    let marker = tokio::time::timeout(support::WAIT, watcher.next_event()).await.unwrap().unwrap();
+    let marker = tokio::time::timeout(crate::support::WAIT, watcher.next_event()).await.unwrap().unwrap();
     assert_eq!(marker.topic, format!("booking/event/{marker_event}"));
     assert_eq!(seed_watcher.ping().await["type"], "pong");
 

@@ -1,9 +1,7 @@
 //! The REST API on a real broker: events, bookings, cancellation, idempotency, access and every error.
 
-mod support;
-
+use crate::support::{Rest, http, start, stop};
 use serde_json::{Value, json};
-use support::{Rest, http, start, stop};
 
 #[tokio::test]
 async fn events_are_created_by_organizers_and_read_with_their_seats() {
@@ -18,7 +16,7 @@ async fn events_are_created_by_organizers_and_read_with_their_seats() {
     assert_eq!(created.body["availableSeats"], 100);
     assert_eq!(created.body["private"], false);
     assert_eq!(created.body["createdBy"], "olga");
-    support::assert_timestamp(&json!({"timestamp": created.body["createdAt"]}));
+    crate::support::assert_timestamp(&json!({"timestamp": created.body["createdAt"]}));
 
     let second = Rest::new(&server, "root", Some("admin")).event("Second", 5).await;
     assert_eq!(second, id + 1, "ids are allocated in sequence");
@@ -44,7 +42,7 @@ async fn bad_requests_get_a_status_and_a_message() {
     let addr = server.http_addr;
     let org = Rest::new(&server, "olga", Some("organizer"));
     let id = org.event("Gig", 2).await;
-    let message = |answer: &support::Answer| answer.body["message"].as_str().unwrap_or_default().to_owned();
+    let message = |answer: &crate::support::Answer| answer.body["message"].as_str().unwrap_or_default().to_owned();
 
     let no_token = http(addr, "GET", &format!("/api/events/{id}"), None, &[], None).await;
     assert_eq!(
@@ -54,7 +52,7 @@ async fn bad_requests_get_a_status_and_a_message() {
     let forged = http(addr, "GET", "/api/bookings", Some("not.a.jwt"), &[], None).await;
     assert_eq!(forged.status, 401);
     assert!(message(&forged).starts_with("invalid token"), "{forged:?}");
-    let expired = support::sign(&json!({"sub": "x", "exp": jsonwebtoken::get_current_timestamp() - 600}));
+    let expired = crate::support::sign(&json!({"sub": "x", "exp": jsonwebtoken::get_current_timestamp() - 600}));
     let expired = http(addr, "GET", "/api/bookings", Some(&expired), &[], None).await;
     assert_eq!((expired.status, message(&expired).as_str()), (401, "token expired"));
 
@@ -160,8 +158,8 @@ async fn booking_cancelling_and_listing() {
     assert_eq!(bookings[1]["bookingId"], booking_id.as_str());
     assert_eq!(bookings[1]["status"], "cancelled");
     assert_eq!(bookings[1]["eventId"], id);
-    support::assert_timestamp(&json!({"timestamp": bookings[1]["createdAt"]}));
-    support::assert_timestamp(&json!({"timestamp": bookings[1]["cancelledAt"]}));
+    crate::support::assert_timestamp(&json!({"timestamp": bookings[1]["createdAt"]}));
+    crate::support::assert_timestamp(&json!({"timestamp": bookings[1]["cancelledAt"]}));
     assert!(bookings[0].get("cancelledAt").is_none());
     assert_eq!(bob.bookings().await.body["bookings"].as_array().map(Vec::len), Some(1), "only one's own bookings");
     stop(server).await;

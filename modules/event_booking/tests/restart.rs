@@ -1,10 +1,8 @@
 //! Persistence on the embedded store: stop the broker, start it again on the same data directory, and
 //! find events, seats, bookings and idempotency keys as they were.
 
-mod support;
-
+use crate::support::{Rest, SeedWs, restart, start, stop};
 use serde_json::json;
-use support::{Rest, SeedWs, restart, start, stop};
 
 #[tokio::test]
 async fn seats_and_bookings_survive_a_restart() {

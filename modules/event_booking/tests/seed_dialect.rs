@@ -1,10 +1,8 @@
 //! The seed-004 WebSocket JSON API over real sockets: every message shape field by field, the 1008
 //! closes, the error cases, privacy of broadcasts, isolation between events and access to private events.
 
-mod support;
-
+use crate::support::{Rest, SeedWs, assert_message, start, stop, token};
 use serde_json::{Value, json};
-use support::{Rest, SeedWs, assert_message, start, stop, token};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 fn client_id(message: &Value) -> String {
@@ -124,7 +122,7 @@ async fn bad_messages_get_an_error_and_the_connection_stays_open() {
 async fn tokens_are_required_and_checked_with_1008_closes() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
-    let expired = support::sign(&json!({"sub": "x", "exp": jsonwebtoken::get_current_timestamp() - 600}));
+    let expired = crate::support::sign(&json!({"sub": "x", "exp": jsonwebtoken::get_current_timestamp() - 600}));
     let wrong_key = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &json!({"sub": "x", "exp": jsonwebtoken::get_current_timestamp() + 600}),

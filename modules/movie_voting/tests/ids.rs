@@ -1,7 +1,5 @@
 //! Session ids: 10,000 creates on a real broker give 10,000 distinct 6-digit ids, each a live session.
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -9,7 +7,7 @@ use std::sync::Arc;
 async fn ten_thousand_creates_get_ten_thousand_distinct_six_digit_ids() {
     const CREATES: usize = 10_000;
     const CONCURRENCY: usize = 32;
-    let broker = Arc::new(support::start(&["--disable-quic"]).await);
+    let broker = Arc::new(crate::support::start(&["--disable-quic"]).await);
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..CONCURRENCY {
         let broker = broker.clone();

@@ -2,14 +2,12 @@
 //! `session-update`, totals stay exact under 1,000 concurrent votes, and sessions expire after 24 hours
 //! of a controlled clock.
 
-mod support;
-
+use crate::support::{call, next, next_update, server_error, start, start_with_clock};
 use chorus_client::{Client, Payload};
 use chorus_core::store::ManualClock;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{call, next, next_update, server_error, start, start_with_clock};
 
 /// 2026-01-22T12:00:00.000Z, the seed's example `createdAt`.
 const SEED_TIME_MS: u64 = 1_769_083_200_000;

@@ -2,13 +2,11 @@
 //! every change is published on `session:{id}:updates` in the seed's JSON; an existing backend's
 //! `updateSessionData` (SET + PUBLISH) reaches chorus subscribers once, without echoes.
 
-mod support;
-
+use crate::support::{RedisServer, call, next_update, start};
 use fred::clients::SubscriberClient;
 use fred::prelude::{Builder, Client, ClientLike, Config, EventInterface, Expiration, KeysInterface, PubsubInterface};
 use fred::types::Message;
 use serde_json::{Value, json};
-use support::{RedisServer, call, next_update, start};
 use tokio::sync::broadcast;
 
 async fn redis_client(url: &str) -> Client {

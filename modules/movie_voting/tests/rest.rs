@@ -1,10 +1,8 @@
 //! The REST API on a real broker: the seeds' endpoints with their exact bodies and codes, the operations
 //! with bearer tokens, and 1,000 voters racing on one movie.
 
-mod support;
-
+use crate::support::{Broker, http_request, start};
 use serde_json::{Value, json};
-use support::{Broker, http_request, start};
 
 fn is_iso_timestamp(s: &str) -> bool {
     let b = s.as_bytes();

@@ -1,0 +1,7 @@
+//! The core library's integration tests: dialect hosting and the module host.
+//!
+//! One test binary per package keeps the link time and disk footprint of the suite small; each
+//! module below is one area.
+
+mod dialect;
+mod module_host;

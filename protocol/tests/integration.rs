@@ -1,0 +1,8 @@
+//! Protocol tests: the spec's examples, round trips, error cases.
+//!
+//! One test binary per package keeps the link time and disk footprint of the suite small; each
+//! module below is one area.
+
+mod errors;
+mod roundtrip;
+mod spec_examples;

@@ -1,0 +1,15 @@
+//! End-to-end tests: the real `chorus` binary over real sockets.
+//!
+//! One test binary per package keeps the link time and disk footprint of the suite small; each
+//! module below is one area.
+
+mod auth;
+mod bad_input;
+mod metrics;
+mod modules;
+mod prometheus;
+mod recovery;
+mod shutdown;
+mod slow_consumer;
+mod support;
+mod transports;
