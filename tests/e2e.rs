@@ -9,6 +9,7 @@ mod metrics;
 mod modules;
 mod prometheus;
 mod recovery;
+mod redis_cluster;
 mod shutdown;
 mod slow_consumer;
 mod support;

@@ -143,6 +143,10 @@ pub enum CloseCode {
     SlowConsumer = 4001,
     /// No frame (not even `ping`) arrived within the idle timeout.
     IdleTimeout = 4002,
+    /// The server could not deliver every event of one of the connection's subscriptions (cluster bus
+    /// interrupted and the topic's history no longer covers the gap): reconnect and subscribe with your
+    /// positions; the replies' `recovered` say which topics lost events.
+    Resync = 4003,
 }
 
 impl CloseCode {
@@ -163,6 +167,7 @@ impl CloseCode {
             Self::HelloTimeout,
             Self::SlowConsumer,
             Self::IdleTimeout,
+            Self::Resync,
         ]
         .into_iter()
         .find(|c| c.as_u16() == n)
@@ -180,6 +185,7 @@ impl CloseCode {
             Self::HelloTimeout => "hello_timeout",
             Self::SlowConsumer => "slow_consumer",
             Self::IdleTimeout => "idle_timeout",
+            Self::Resync => "resync",
         }
     }
 }
@@ -206,7 +212,7 @@ mod tests {
 
     #[test]
     fn close_codes_round_trip() {
-        for n in [1000, 1001, 1002, 1008, 1009, 1011, 4000, 4001, 4002] {
+        for n in [1000, 1001, 1002, 1008, 1009, 1011, 4000, 4001, 4002, 4003] {
             assert_eq!(CloseCode::from_u16(n).map(CloseCode::as_u16), Some(n));
         }
         assert_eq!(CloseCode::from_u16(4999), None);

@@ -115,10 +115,30 @@ pub struct Config {
     #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
 
-    /// Redis URL (`redis://host:port/db`). Enables the features that share state through Redis, such as
-    /// modules' compatibility with apps that keep their state in Redis.
+    /// Redis URL: `redis://host:port/db`, `rediss://` (TLS), `redis-cluster://h1:p1?node=h2:p2`, or
+    /// `redis-sentinel://h1:p1/db?sentinelServiceName=name`. Turns cluster mode on: nodes with the same
+    /// Redis share topics, presence, counters and history (and modules their Redis compatibility). Needs
+    /// a shared store (`--store redis` or `scylla`).
     #[arg(long, env = "CHORUS_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// This node's id in the cluster (default: random at each start).
+    #[arg(long, env = "CHORUS_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Cluster heartbeat in milliseconds. A node that stops (crash, partition) drops out of presence
+    /// within 3 heartbeats.
+    #[arg(long, env = "CHORUS_CLUSTER_HEARTBEAT_MS", default_value_t = 1000)]
+    pub cluster_heartbeat_ms: u64,
+
+    /// Publishes a cluster node keeps while Redis is unreachable, to send when it is back; beyond it
+    /// publishes are refused with error 2010.
+    #[arg(long, env = "CHORUS_CLUSTER_OUTBOX", default_value_t = 10_000)]
+    pub cluster_outbox: usize,
+
+    /// How often shared counters are flushed to the cluster, in milliseconds.
+    #[arg(long, env = "CHORUS_COUNTER_FLUSH_MS", default_value_t = 250)]
+    pub counter_flush_ms: u64,
 
     /// Storage settings.
     #[command(flatten)]

@@ -3,6 +3,7 @@
 //! [`OutQueue`](crate::queue::OutQueue). The task `select!`s over inbound frames, the queue closing
 //! (slow consumer), node shutdown, and the hello/idle deadline.
 
+use crate::cluster::{Cluster, ClusterError};
 use crate::module::{Caller, Context, Module, ModuleError};
 use crate::node::Node;
 use crate::queue::{Encoding, FrameSink, OutQueue, Push, run_writer};
@@ -12,7 +13,7 @@ use chorus_protocol::topic;
 use chorus_protocol::{
     ClientFrame, CloseCode, Codec, ErrorCode, Payload, Position, ServerFrame, Welcome, decode_client,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -106,7 +107,8 @@ pub(crate) async fn close_queue(
 
 /// Subscribes a connection to `topic` through its owning module: authorize, register (replaying the
 /// history after `since`), then the module's snapshot. On a refusal or a failed snapshot nothing stays
-/// subscribed. Both the native protocol and compat dialects subscribe through this.
+/// subscribed. Both the native protocol and compat dialects subscribe through this. The caller becomes
+/// present in the topic.
 pub(crate) async fn join_topic(
     ctx: &Context,
     caller: &Caller,
@@ -119,21 +121,82 @@ pub(crate) async fn join_topic(
     if let Some(m) = &owner {
         m.authorize(ctx, caller, topic).await?;
     }
-    let subscribed =
-        node.registry.subscribe(topic, Subscriber { conn_id: caller.conn_id, queue: queue.clone() }, since);
+    let older = match &node.cluster {
+        Some(cluster) => watch_topic(node, cluster.as_ref(), topic, since).await?,
+        None => Vec::new(),
+    };
+    let subscriber = Subscriber { conn_id: caller.conn_id, queue: queue.clone() };
+    let subscribed = node.registry.subscribe(topic, subscriber, since, &older);
     let snapshot = match &owner {
         Some(m) => m.snapshot(ctx, caller, topic).await.inspect_err(|_| {
             node.registry.unsubscribe(topic, caller.conn_id);
+            if let Some(cluster) = &node.cluster {
+                cluster.unwatch(topic);
+            }
         })?,
         None => None,
     };
+    let identity = &caller.identity;
+    node.presence.join(topic, &identity.sub, identity.name.as_deref(), caller.conn_id);
+    share_presence(node, topic, &identity.sub);
     Ok((subscribed, snapshot))
+}
+
+/// Cluster mode: makes sure this node receives the topic's events and knows where its sequence stands;
+/// with a position, fetches the shared history after it (for [`Registry::subscribe`]'s replay).
+///
+/// [`Registry::subscribe`]: crate::topics::Registry::subscribe
+async fn watch_topic(
+    node: &Node,
+    cluster: &dyn Cluster,
+    topic: &str,
+    since: Option<&Position>,
+) -> Result<Vec<(u64, Payload)>, ModuleError> {
+    let unavailable = |e: ClusterError| ModuleError::new(ErrorCode::Unavailable, e.to_string());
+    node.registry.reserve(topic);
+    let head = match cluster.watch(topic).await {
+        Ok(head) => head,
+        Err(e) => {
+            node.registry.release(topic);
+            return Err(unavailable(e));
+        }
+    };
+    node.registry.sync(topic, &head.epoch, head.seq);
+    match since {
+        Some(pos) if *pos.epoch == head.epoch && pos.offset < head.seq => match cluster.missed(topic, pos.offset).await
+        {
+            Ok(missed) if missed.head.epoch == head.epoch => Ok(missed.events),
+            Ok(_) => Ok(Vec::new()),
+            Err(e) => {
+                node.registry.release(topic);
+                cluster.unwatch(topic);
+                Err(unavailable(e))
+            }
+        },
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Cluster mode: writes this node's presence of `user` in `topic` to the bus.
+fn share_presence(node: &Node, topic: &str, user: &str) {
+    if let Some(cluster) = &node.cluster {
+        let member = node.presence.member(topic, user);
+        let name = member.as_ref().and_then(|m| m.name.as_deref());
+        cluster.set_presence(topic, user, name, member.as_ref().map_or(0, |m| m.connections));
+    }
 }
 
 /// Unsubscribes a connection from `topic` and tells the owning module.
 pub(crate) async fn leave_topic(ctx: &Context, caller: &Caller, topic: &str) {
-    ctx.node.registry.unsubscribe(topic, caller.conn_id);
-    if let Some(m) = ctx.node.modules.owner(topic) {
+    let node = &ctx.node;
+    if node.registry.unsubscribe(topic, caller.conn_id)
+        && let Some(cluster) = &node.cluster
+    {
+        cluster.unwatch(topic);
+    }
+    node.presence.leave(topic, &caller.identity.sub, caller.conn_id);
+    share_presence(node, topic, &caller.identity.sub);
+    if let Some(m) = node.modules.owner(topic) {
         m.on_unsubscribe(ctx, caller, topic).await;
     }
 }
@@ -151,7 +214,9 @@ pub(crate) async fn leave_everything(
     for module in node.modules.all() {
         module.on_disconnect(ctx, caller).await;
     }
-    node.presence.leave_connection(caller.conn_id);
+    for (topic, user, _) in node.presence.leave_connection(caller.conn_id) {
+        share_presence(node, &topic, &user);
+    }
 }
 
 /// Runs a connection to completion; returns the code it closed with.
@@ -371,11 +436,19 @@ impl Conn {
             }
             None => payload,
         };
-        let fanout = self.node.publish(topic, &payload, received);
-        self.reply(id, &PublishResult { seq: fanout.seq });
+        match self.node.publish_and_wait(topic, &payload, received).await {
+            Ok(seq) => self.reply(id, &PublishResult { seq }),
+            Err(e) => self.error(id, e.code, e.message),
+        }
     }
 
     async fn call(&mut self, caller: &Caller, id: u64, method: &str, args: Payload) {
+        if let Some(builtin) = method.strip_prefix("chorus.") {
+            return match self.builtin(caller, builtin, args).await {
+                Ok(result) => self.send(&ServerFrame::Reply { id, result }),
+                Err(e) => self.error(Some(id), e.code, e.message),
+            };
+        }
         let Some((module, name)) = self.node.modules.route_call(method) else {
             return self.error(Some(id), ErrorCode::UnknownMethod, format!("no module serves {method}"));
         };
@@ -383,6 +456,75 @@ impl Conn {
         match module.on_call(&self.ctx, caller, name, args).await {
             Ok(result) => self.send(&ServerFrame::Reply { id, result }),
             Err(e) => self.error(Some(id), e.code, e.message),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TopicArgs {
+    topic: String,
+    #[serde(default)]
+    add: i64,
+}
+
+#[derive(Serialize)]
+struct PresenceResult {
+    count: usize,
+    members: Vec<MemberView>,
+}
+
+#[derive(Serialize)]
+struct MemberView {
+    user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    connections: usize,
+}
+
+#[derive(Serialize)]
+struct CounterResult {
+    value: i64,
+}
+
+impl Conn {
+    /// The broker's own calls (`chorus.*`) on a topic the connection is subscribed to:
+    /// `chorus.presence {topic}` → who is present (on every node of a cluster);
+    /// `chorus.counter {topic, add?}` → adds to the topic's shared counter and returns its total.
+    async fn builtin(&self, caller: &Caller, method: &str, args: Payload) -> Result<Payload, ModuleError> {
+        let args: TopicArgs = args.decode().map_err(|e| ModuleError::invalid(format!("{method}: {e}")))?;
+        if !self.subscriptions.contains(&args.topic) {
+            return Err(ModuleError::new(ErrorCode::NotSubscribed, format!("subscribe to {} first", args.topic)));
+        }
+        let internal = |e: chorus_protocol::PayloadError| ModuleError::new(ErrorCode::Internal, e.to_string());
+        match method {
+            "presence" => {
+                let members = match &self.node.cluster {
+                    Some(cluster) => cluster
+                        .presence(&args.topic)
+                        .await
+                        .map_err(|e| ModuleError::new(ErrorCode::Unavailable, e.to_string()))?,
+                    None => self.node.presence.members(&args.topic),
+                };
+                let members: Vec<MemberView> = members
+                    .into_iter()
+                    .map(|m| MemberView { user: m.user, name: m.name, connections: m.connections })
+                    .collect();
+                Payload::from_value(&PresenceResult { count: members.len(), members }).map_err(internal)
+            }
+            "counter" => {
+                if args.add != 0 {
+                    if let Some(m) = self.owner(&args.topic) {
+                        return Err(ModuleError::forbidden(format!("{} is owned by module {}", args.topic, m.name())));
+                    }
+                    if caller.identity.guest && !self.node.config.guest_publish {
+                        return Err(ModuleError::forbidden("guests may not count on this server"));
+                    }
+                }
+                let counter = self.node.shared_counters.counter(&args.topic);
+                counter.add(args.add);
+                Payload::from_value(&CounterResult { value: counter.get() }).map_err(internal)
+            }
+            other => Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no built-in method chorus.{other}"))),
         }
     }
 }

@@ -1,7 +1,11 @@
 //! Striped counters. An add touches one cache-line-padded atomic chosen by the calling thread, so many
 //! tasks on many cores can count the same thing (votes, reactions, clicks) without bouncing one cache
 //! line; a read sums the stripes. [`Counters`] names counters by key and takes periodic snapshots.
+//! [`SharedCounters`] are counted by every node of a cluster: local adds are flushed to the bus
+//! periodically, and reads return the cluster total as of the last flush plus what is not flushed yet.
 
+use crate::cluster::Cluster;
+use crate::node::Node;
 use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -115,6 +119,88 @@ impl Counters {
         });
         rx
     }
+}
+
+/// A counter every node of a cluster adds to.
+#[derive(Default)]
+pub struct SharedCounter {
+    unflushed: ShardedCounter,
+    /// The cluster total as of the last flush, plus deltas being flushed.
+    total: AtomicI64,
+}
+
+impl SharedCounter {
+    /// Adds `delta` (may be negative).
+    pub fn add(&self, delta: i64) {
+        self.unflushed.add(delta);
+    }
+
+    /// The total: on one node exact; in a cluster, every node's adds up to its last flush plus this
+    /// node's adds since.
+    pub fn get(&self) -> i64 {
+        self.total.load(Ordering::Relaxed) + self.unflushed.get()
+    }
+}
+
+/// Named shared counters.
+#[derive(Default)]
+pub struct SharedCounters {
+    map: RwLock<HashMap<String, Arc<SharedCounter>>>,
+}
+
+impl SharedCounters {
+    /// The counter for `key`, created at zero on first use.
+    pub fn counter(&self, key: &str) -> Arc<SharedCounter> {
+        if let Some(c) = self.map.read().get(key) {
+            return c.clone();
+        }
+        self.map.write().entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Flushes every counter's local delta to the cluster and takes the totals back (a delta of 0 reads
+    /// the others' adds). On failure the deltas are kept for the next flush.
+    pub async fn flush(&self, cluster: &dyn Cluster) {
+        let counters: Vec<(String, Arc<SharedCounter>)> =
+            self.map.read().iter().map(|(k, c)| (k.clone(), c.clone())).collect();
+        if counters.is_empty() {
+            return;
+        }
+        let deltas: Vec<(String, i64)> = counters
+            .iter()
+            .map(|(key, c)| {
+                let delta = c.unflushed.take();
+                c.total.fetch_add(delta, Ordering::Relaxed);
+                (key.clone(), delta)
+            })
+            .collect();
+        match cluster.add_counters(deltas.clone()).await {
+            Ok(totals) => {
+                for ((_, c), total) in counters.iter().zip(totals) {
+                    c.total.store(total, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "counter flush failed; deltas kept");
+                for ((_, c), (_, delta)) in counters.iter().zip(deltas) {
+                    c.total.fetch_sub(delta, Ordering::Relaxed);
+                    c.unflushed.add(delta);
+                }
+            }
+        }
+    }
+}
+
+/// Flushes the node's shared counters every `counter_flush_ms` until it shuts down.
+pub(crate) async fn flush_shared(node: Arc<Node>, cluster: Arc<dyn Cluster>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(node.config.counter_flush_ms.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = node.shutdown.cancelled() => break,
+            _ = tick.tick() => node.shared_counters.flush(cluster.as_ref()).await,
+        }
+    }
+    node.shared_counters.flush(cluster.as_ref()).await;
 }
 
 #[cfg(test)]

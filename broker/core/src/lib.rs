@@ -17,11 +17,13 @@
 //! - [`auth`]: JWT verification and [`auth::Identity`].
 //! - [`topics`]: sharded registry and fan-out; [`counters`]: striped counters; [`presence`]: who is where.
 //! - [`node`]: the state one broker node shares between its tasks.
+//! - [`cluster`]: cluster mode — several nodes share topics, presence, counters and history via Redis.
 //! - [`module`]: the module API ([`module::Module`], [`module::Context`]) and the host that routes to it.
 //! - [`metrics`]: metric names and the Prometheus recorder.
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod counters;

@@ -13,6 +13,13 @@
 //! | `chorus_auth_failures_total` | counter | `reason` |
 //! | `chorus_client_errors_total` | counter | `code` |
 //! | `chorus_publish_enqueue_seconds` | histogram | |
+//! | `chorus_cluster_up` | gauge (1/0) | |
+//! | `chorus_cluster_redis_seconds` | histogram | `op` |
+//! | `chorus_cluster_messages_in_total`, `chorus_cluster_messages_out_total` | counter | |
+//! | `chorus_cluster_reconnects_total`, `chorus_cluster_outages_total` | counter | |
+//! | `chorus_cluster_gap_events_filled_total`, `chorus_cluster_resync_closes_total` | counter | |
+//! | `chorus_cluster_outbox` | gauge | |
+//! | `chorus_cluster_presence_entries` | gauge | |
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -132,6 +139,14 @@ impl Metrics {
         self.enqueue.record(enqueue_seconds);
     }
 
+    /// Events that came from another node were delivered (`delivered` queues, `overflowed` cut).
+    pub fn delivered(&self, delivered: usize, overflowed: usize) {
+        self.deliveries.increment(delivered as u64);
+        if overflowed > 0 {
+            self.slow_consumers.increment(overflowed as u64);
+        }
+    }
+
     /// A subscriber was cut as a slow consumer outside a publish (e.g. a reply overflowed its queue).
     pub fn slow_consumer(&self) {
         self.slow_consumers.increment(1);
@@ -145,5 +160,68 @@ impl Metrics {
     /// An error frame sent to a client.
     pub fn client_error(&self, code: chorus_protocol::ErrorCode) {
         counter!("chorus_client_errors_total", "code" => code.name()).increment(1);
+    }
+}
+
+/// Cluster-mode metrics (the Redis bus).
+pub mod cluster {
+    use metrics::{Counter, counter, gauge, histogram};
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    fn cached(cell: &'static OnceLock<Counter>, make: fn() -> Counter) -> &'static Counter {
+        cell.get_or_init(make)
+    }
+
+    /// Whether Redis is reachable.
+    pub fn up(up: bool) {
+        gauge!("chorus_cluster_up").set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// One Redis round trip of kind `op`.
+    pub fn redis_latency(op: &'static str, took: Duration) {
+        histogram!("chorus_cluster_redis_seconds", "op" => op).record(took.as_secs_f64());
+    }
+
+    /// An event arrived from another node.
+    pub fn message_in() {
+        static C: OnceLock<Counter> = OnceLock::new();
+        cached(&C, || counter!("chorus_cluster_messages_in_total")).increment(1);
+    }
+
+    /// An event was sent to the other nodes.
+    pub fn message_out() {
+        static C: OnceLock<Counter> = OnceLock::new();
+        cached(&C, || counter!("chorus_cluster_messages_out_total")).increment(1);
+    }
+
+    /// The Redis connection was re-established.
+    pub fn reconnect() {
+        counter!("chorus_cluster_reconnects_total").increment(1);
+    }
+
+    /// Redis became unreachable.
+    pub fn outage() {
+        counter!("chorus_cluster_outages_total").increment(1);
+    }
+
+    /// Events fetched from a stream to fill a gap.
+    pub fn gap_filled(events: usize) {
+        counter!("chorus_cluster_gap_events_filled_total").increment(events as u64);
+    }
+
+    /// Subscribers closed with 4003 because their gap could not be filled.
+    pub fn resync(closed: usize) {
+        counter!("chorus_cluster_resync_closes_total").increment(closed as u64);
+    }
+
+    /// Publishes waiting in the outbox.
+    pub fn outbox(len: usize) {
+        gauge!("chorus_cluster_outbox").set(len as f64);
+    }
+
+    /// Presence entries this node keeps in Redis.
+    pub fn presence_entries(n: usize) {
+        gauge!("chorus_cluster_presence_entries").set(n as f64);
     }
 }

@@ -3,7 +3,7 @@
 //! payloads and calls — never a socket or a transport — and act on the node through [`Context`].
 
 use crate::auth::{AuthError, Identity};
-use crate::counters::Counters;
+use crate::counters::{Counters, SharedCounters};
 use crate::node::Node;
 use crate::presence::Presence;
 use async_trait::async_trait;
@@ -196,15 +196,21 @@ impl Context {
     }
 
     /// Publishes an event to every subscriber of `topic`; returns its sequence number (0 when nobody is
-    /// subscribed).
+    /// subscribed, and in cluster mode, where the event is sequenced by the bus after this returns; events
+    /// a module publishes on one topic keep their order).
     pub fn publish(&self, topic: &str, payload: &Payload) -> u64 {
-        self.node.publish(topic, payload, Instant::now()).seq
+        self.node.publish(topic, payload, Instant::now())
     }
 
     /// Serializes `value` and publishes it.
     pub fn publish_value<T: serde::Serialize + ?Sized>(&self, topic: &str, value: &T) -> Result<u64, ModuleError> {
         let payload = Payload::from_value(value).map_err(|e| ModuleError::new(ErrorCode::Internal, e.to_string()))?;
         Ok(self.publish(topic, &payload))
+    }
+
+    /// Counters every node of a cluster adds to (on a single node, plain counters).
+    pub fn shared_counters(&self) -> &SharedCounters {
+        &self.node.shared_counters
     }
 
     /// Subscribers of `topic` on this node.

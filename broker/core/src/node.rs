@@ -1,17 +1,20 @@
 //! The state one broker node shares between its connection tasks, modules and HTTP handlers.
 
 use crate::auth::Verifier;
+use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::counters::Counters;
+use crate::counters::{Counters, SharedCounters};
 use crate::metrics::Metrics;
 use crate::module::ModuleHost;
 use crate::presence::Presence;
-use crate::topics::{Fanout, History, Registry};
-use chorus_protocol::{Limits, Payload};
+use crate::topics::{History, Registry};
+use chorus_protocol::{ErrorCode, Limits, Payload};
 use chorus_store::{Clock, Store};
-use std::sync::Arc;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,8 +27,12 @@ pub struct Node {
     pub verifier: Verifier,
     /// Topic subscriptions and fan-out.
     pub registry: Registry,
-    /// Named striped counters.
+    /// Named striped counters (this node's).
     pub counters: Arc<Counters>,
+    /// Counters every node of a cluster adds to.
+    pub shared_counters: SharedCounters,
+    /// The bus to the other nodes of the cluster; `None` on a single node.
+    pub cluster: Option<Arc<dyn Cluster>>,
     /// Presence per topic.
     pub presence: Presence,
     /// The domain modules.
@@ -42,6 +49,26 @@ pub struct Node {
     pub tracker: TaskTracker,
     ready: AtomicBool,
     next_conn: AtomicU64,
+    lanes: OnceLock<Lanes>,
+}
+
+/// Ordered queues for module publishes in cluster mode: a module publishes synchronously, the bus needs
+/// a round trip, so each publish goes to the lane of its topic and lanes send in order.
+struct Lanes {
+    senders: Vec<mpsc::UnboundedSender<(String, Payload)>>,
+    hasher: RandomState,
+}
+
+/// Lanes for module publishes: enough to keep a few round trips in flight.
+const LANES: usize = 8;
+
+/// A failed publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishError {
+    /// The error code for the client.
+    pub code: ErrorCode,
+    /// What happened.
+    pub message: String,
 }
 
 impl Node {
@@ -52,13 +79,17 @@ impl Node {
         modules: ModuleHost,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
+        cluster: Option<Arc<dyn Cluster>>,
     ) -> Self {
-        let history = History { size: config.history_size, ttl: Duration::from_secs(config.history_ttl_secs) };
+        let history = Self::history(&config);
+        let registry = if cluster.is_some() { Registry::clustered(history) } else { Registry::new(history) };
         Self {
             config,
             verifier,
-            registry: Registry::new(history),
+            registry,
             counters: Arc::default(),
+            shared_counters: SharedCounters::default(),
+            cluster,
             presence: Presence::default(),
             modules,
             store,
@@ -68,7 +99,13 @@ impl Node {
             tracker: TaskTracker::new(),
             ready: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
+            lanes: OnceLock::new(),
         }
+    }
+
+    /// The history settings.
+    pub fn history(config: &Config) -> History {
+        History { size: config.history_size, ttl: Duration::from_secs(config.history_ttl_secs) }
     }
 
     /// A fresh connection id.
@@ -76,17 +113,73 @@ impl Node {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Publishes an event to the topic's subscribers and records the fan-out metrics. `since` is when the
-    /// publish entered the broker (for the publish→enqueue latency histogram).
-    pub fn publish(&self, topic: &str, payload: &Payload, since: Instant) -> Fanout {
-        let fanout = self.registry.publish(topic, payload);
+    /// Publishes an event for a module: at once on a single node (returns its sequence number); in cluster
+    /// mode through the topic's lane to the bus, in order per topic (returns 0: the number is not known
+    /// yet).
+    pub fn publish(self: &Arc<Self>, topic: &str, payload: &Payload, since: Instant) -> u64 {
+        if self.cluster.is_none() {
+            let fanout = self.registry.publish(topic, payload);
+            self.metrics.fanout(fanout.delivered, fanout.overflowed, since.elapsed().as_secs_f64());
+            return fanout.seq;
+        }
+        let lanes = self.lanes.get_or_init(|| self.start_lanes());
+        let lane = (lanes.hasher.hash_one(topic) as usize) % lanes.senders.len();
+        if lanes.senders[lane].send((topic.to_owned(), payload.clone())).is_err() {
+            tracing::warn!(topic, "node shutting down; module publish not sent");
+        }
+        0
+    }
+
+    fn start_lanes(self: &Arc<Self>) -> Lanes {
+        let senders = (0..LANES)
+            .map(|_| {
+                let (tx, mut rx) = mpsc::unbounded_channel::<(String, Payload)>();
+                let node = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    while let Some((topic, payload)) = rx.recv().await {
+                        let Some(node) = node.upgrade() else { return };
+                        if let Err(e) = node.publish_and_wait(&topic, &payload, Instant::now()).await {
+                            tracing::warn!(topic, error = %e.message, "module publish not delivered to the cluster");
+                        }
+                    }
+                });
+                tx
+            })
+            .collect();
+        Lanes { senders, hasher: RandomState::new() }
+    }
+
+    /// Publishes an event and waits until it is sequenced; returns its sequence number. On a single node
+    /// the same as [`Node::publish`]. In cluster mode: sent through the bus, then delivered here in
+    /// order; while the bus is down, delivered to this node's subscribers unsequenced (0) and kept for
+    /// the other nodes until the bus is back.
+    pub async fn publish_and_wait(&self, topic: &str, payload: &Payload, since: Instant) -> Result<u64, PublishError> {
+        let Some(cluster) = &self.cluster else {
+            let fanout = self.registry.publish(topic, payload);
+            self.metrics.fanout(fanout.delivered, fanout.overflowed, since.elapsed().as_secs_f64());
+            return Ok(fanout.seq);
+        };
+        let unavailable =
+            |e: crate::cluster::ClusterError| PublishError { code: ErrorCode::Unavailable, message: e.to_string() };
+        if !cluster.healthy() && cluster.defer(topic, payload).map_err(unavailable)? {
+            let fanout = self.registry.publish_unsequenced(topic, payload);
+            self.metrics.fanout(fanout.delivered, fanout.overflowed, since.elapsed().as_secs_f64());
+            return Ok(0);
+        }
+        let head = cluster.publish(topic, payload).await.map_err(unavailable)?;
+        let fanout = self.registry.apply(topic, &head.epoch, head.seq, payload, false);
         self.metrics.fanout(fanout.delivered, fanout.overflowed, since.elapsed().as_secs_f64());
-        fanout
+        Ok(head.seq)
+    }
+
+    /// Whether the cluster bus (if any) is reachable.
+    pub fn cluster_healthy(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.healthy())
     }
 
     /// Whether the node accepts traffic (`/ready`).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && !self.shutdown.is_cancelled()
+        self.ready.load(Ordering::Relaxed) && !self.shutdown.is_cancelled() && self.cluster_healthy()
     }
 
     /// Marks the node ready or not.

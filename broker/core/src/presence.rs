@@ -118,11 +118,24 @@ impl Presence {
         Leave::Last
     }
 
-    /// Removes a closed connection from every topic; returns the `(topic, user)` pairs it was the last
-    /// connection for.
-    pub fn leave_connection(&self, conn_id: u64) -> Vec<(String, String)> {
+    /// Removes a closed connection from every topic; returns the `(topic, user)` pairs it left and
+    /// whether it was the user's last connection there.
+    pub fn leave_connection(&self, conn_id: u64) -> Vec<(String, String, Leave)> {
         let entries = self.by_conn.lock().remove(&conn_id).unwrap_or_default();
-        entries.into_iter().filter(|(topic, user)| self.leave_inner(topic, user, conn_id) == Leave::Last).collect()
+        entries
+            .into_iter()
+            .map(|(topic, user)| {
+                let left = self.leave_inner(&topic, &user, conn_id);
+                (topic, user, left)
+            })
+            .collect()
+    }
+
+    /// One user's presence in `topic`, if present.
+    pub fn member(&self, topic: &str, user: &str) -> Option<Member> {
+        let shard = self.shard(topic).lock();
+        let entry = shard.topics.get(topic)?.get(user)?;
+        Some(Member { user: user.to_owned(), name: entry.name.clone(), connections: entry.conns.len() })
     }
 
     /// Users present in `topic`, sorted by user id.
@@ -172,9 +185,16 @@ mod tests {
         p.join("a", "ann", None, 1);
         p.join("b", "ann", None, 1);
         p.join("b", "ann", None, 2);
-        let mut last = p.leave_connection(1);
-        last.sort();
-        assert_eq!(last, vec![("a".to_string(), "ann".to_string())]);
+        let mut left = p.leave_connection(1);
+        left.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            left,
+            vec![
+                ("a".to_string(), "ann".to_string(), Leave::Last),
+                ("b".to_string(), "ann".to_string(), Leave::StillPresent)
+            ]
+        );
+        assert_eq!(p.member("b", "ann").map(|m| m.connections), Some(1));
         assert_eq!(p.count("a"), 0);
         assert_eq!(p.count("b"), 1);
         assert!(p.leave_connection(1).is_empty());

@@ -2,13 +2,14 @@
 //! shutdown stop accepting, tell every client to reconnect elsewhere (close 1001), drain, exit.
 
 use crate::auth::Verifier;
+use crate::cluster::{Cluster, ClusterOptions, RedisCluster};
 use crate::config::Config;
 use crate::module::{Context, Module, ModuleHost};
 use crate::node::Node;
 use crate::{http, metrics, quic, tls};
 use anyhow::Context as _;
 use axum::serve::ListenerExt;
-use chorus_store::{Clock, SystemClock};
+use chorus_store::{Backend, Clock, SystemClock};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,12 @@ pub async fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Server> {
     let prometheus = metrics::install();
+    if config.redis_url.is_some() && config.store.store == Backend::Embedded && !modules.is_empty() {
+        anyhow::bail!(
+            "cluster mode (a Redis URL is set) needs a store every node shares: set CHORUS_STORE=redis (or \
+             scylla). With the embedded store each node would keep its own events and bookings"
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let store = chorus_store::open(&config.store, &config.data_dir, clock.clone(), config.redis_url.as_deref())
@@ -55,8 +62,26 @@ pub async fn start_with_clock(
         tracing::warn!("no JWT key configured (CHORUS_JWT_SECRET or --jwt-public-key): accepting guests only");
     }
     let host = ModuleHost::new(modules)?;
+    let cluster = match &config.redis_url {
+        Some(url) => {
+            let options = ClusterOptions {
+                node_id: config.node_id.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>())),
+                history: Node::history(&config),
+                heartbeat: Duration::from_millis(config.cluster_heartbeat_ms.max(10)),
+                outbox: config.cluster_outbox,
+            };
+            let node_id = options.node_id.clone();
+            let cluster = RedisCluster::connect(url, options).await.context("joining the cluster through Redis")?;
+            tracing::info!(node_id, "cluster mode: sharing topics through Redis");
+            Some(cluster as Arc<dyn Cluster>)
+        }
+        None => None,
+    };
     let config = Arc::new(config);
-    let node = Arc::new(Node::new(config.clone(), verifier, host, store, clock));
+    let node = Arc::new(Node::new(config.clone(), verifier, host, store, clock, cluster.clone()));
+    if let Some(cluster) = cluster {
+        tokio::spawn(cluster.run(node.clone()));
+    }
     let ctx = Context::new(node.clone());
     let mut routes = Vec::new();
     for module in node.modules.all() {

@@ -11,12 +11,19 @@
 //! offset) gets the events after it replayed, in order, before any newer event — or learns that the gap
 //! cannot be filled (another epoch, or the history no longer reaches back that far). A topic without
 //! subscribers keeps its history for [`History::ttl`]; [`Registry::sweep`] forgets it after that.
+//!
+//! Cluster mode ([`Registry::clustered`]): sequence numbers and epochs come from the cluster bus, not from
+//! this registry. Events arrive through [`Registry::apply`] in any order and possibly twice (the publish
+//! reply and the bus can race); each topic delivers them strictly in sequence order, each once, holding
+//! early ones back until the gap before them is filled (from the bus, or from the shared history by
+//! [`Registry::gaps`]). A topic lives on a node only while it has local subscribers (or joiners); the
+//! shared history lives in the bus, the local one is a cache for recovery.
 
 use crate::queue::{Encoding, OutQueue, Push};
 use bytes::Bytes;
-use chorus_protocol::{Payload, Position, ServerFrame, codec::encode_server};
+use chorus_protocol::{CloseCode, Payload, Position, ServerFrame, codec::encode_server};
 use parking_lot::{Mutex, RwLock};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,19 +58,55 @@ struct TopicState {
     history: VecDeque<(u64, Payload)>,
     idle_since: Option<Instant>,
     removed: bool,
+    /// Cluster mode: connections between [`Registry::reserve`] and their subscribe (or release).
+    joining: usize,
+    /// Cluster mode: whether `epoch`/`seq` hold the bus's head yet (events before are kept in `pending`).
+    synced: bool,
+    /// Cluster mode: events that arrived ahead of the next sequence number; `true` = already delivered
+    /// by this node before it was sequenced (see [`Registry::apply`]).
+    pending: BTreeMap<u64, (Payload, bool)>,
+    /// Cluster mode: since when `pending` waits for a missing event.
+    gap_since: Option<Instant>,
 }
 
 impl TopicState {
     fn new() -> Self {
         Self {
             seq: 0,
-            epoch: Arc::from(format!("{:016x}", rand::random::<u64>())),
+            epoch: Arc::from(new_epoch()),
             subscribers: Vec::new(),
             history: VecDeque::new(),
             idle_since: Some(Instant::now()),
             removed: false,
+            joining: 0,
+            synced: false,
+            pending: BTreeMap::new(),
+            gap_since: None,
         }
     }
+
+    /// Whether nobody holds the topic on this node any more.
+    fn unheld(&self) -> bool {
+        self.subscribers.is_empty() && self.joining == 0
+    }
+}
+
+/// A fresh random epoch.
+pub fn new_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// A gap a clustered topic waits on: events after `after` up to (excluding) `until` are missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The topic.
+    pub topic: String,
+    /// The epoch the missing events belong to.
+    pub epoch: Arc<str>,
+    /// The last event delivered.
+    pub after: u64,
+    /// The first event held back (`None`: nothing is held; the gap was found by a resync).
+    pub until: Option<u64>,
 }
 
 type Shard = RwLock<HashMap<Arc<str>, Arc<Mutex<TopicState>>>>;
@@ -96,6 +139,7 @@ pub struct Registry {
     shards: Box<[Shard]>,
     hasher: RandomState,
     history: History,
+    clustered: bool,
 }
 
 impl Default for Registry {
@@ -118,10 +162,89 @@ fn encode_for(encoding: &Encoding, frame: &ServerFrame, topic: &str, payload: &P
     }
 }
 
+/// Gives an event to each subscriber, encoding it at most once per encoding (each codec, each dialect).
+fn fan_out(subscribers: &[Subscriber], topic: &str, seq: u64, payload: &Payload) -> Fanout {
+    let frame = ServerFrame::Event { topic: topic.to_owned(), seq, payload: payload.clone() };
+    // `None` not yet encoded, `Some(None)` not carried by that encoding.
+    let mut native: [Option<Option<Bytes>>; 2] = [None, None];
+    // Dialect encodings seen in this publish, keyed by encoder identity; a node has a handful at most.
+    let mut dialects: Vec<(*const (), Option<Bytes>)> = Vec::new();
+    let mut out = Fanout { seq, ..Fanout::default() };
+    for sub in subscribers {
+        let encoding = sub.queue.encoding();
+        let bytes = match encoding {
+            Encoding::Native(codec) => {
+                native[codec.index()].get_or_insert_with(|| encode_for(encoding, &frame, topic, payload)).clone()
+            }
+            Encoding::Dialect(encoder) => {
+                let key = Arc::as_ptr(encoder) as *const ();
+                match dialects.iter().find(|(k, _)| *k == key) {
+                    Some((_, bytes)) => bytes.clone(),
+                    None => {
+                        let bytes = encode_for(encoding, &frame, topic, payload);
+                        dialects.push((key, bytes.clone()));
+                        bytes
+                    }
+                }
+            }
+        };
+        let Some(bytes) = bytes else { continue };
+        match sub.queue.push(bytes) {
+            Push::Queued => out.delivered += 1,
+            Push::Overflow => out.overflowed += 1,
+            Push::Closed => {}
+        }
+    }
+    out
+}
+
+/// Moves a clustered topic to another position (events were lost, or its sequence restarted with a new
+/// epoch) and closes its subscribers with [`CloseCode::Resync`]: they reconnect, subscribe with their
+/// positions, and learn from `recovered` what they lost. Returns how many were closed.
+fn restart(st: &mut TopicState, epoch: &str, seq: u64) -> usize {
+    if *st.epoch == *epoch {
+        st.pending.retain(|s, _| *s > seq);
+    } else {
+        st.pending.clear();
+    }
+    st.epoch = Arc::from(epoch);
+    st.seq = seq;
+    st.history.clear();
+    for sub in &st.subscribers {
+        sub.queue.close(CloseCode::Resync, "events of a subscription were lost; resubscribe with your position");
+    }
+    st.subscribers.len()
+}
+
+/// The events after `offset` up to the topic's position, from `older` (fetched from a shared history)
+/// and the local history; `None` when they are not all there.
+fn missed_events(st: &TopicState, older: &[(u64, Payload)], offset: u64) -> Option<Vec<(u64, Payload)>> {
+    let mut next = offset + 1;
+    let mut out = Vec::new();
+    for (seq, payload) in older.iter().chain(st.history.iter()) {
+        if *seq == next && *seq <= st.seq {
+            out.push((*seq, payload.clone()));
+            next += 1;
+        }
+    }
+    (next == st.seq + 1).then_some(out)
+}
+
 impl Registry {
     /// A registry keeping `history` per topic.
     pub fn new(history: History) -> Self {
-        Self { shards: (0..SHARDS).map(|_| Shard::default()).collect(), hasher: RandomState::new(), history }
+        Self {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            hasher: RandomState::new(),
+            history,
+            clustered: false,
+        }
+    }
+
+    /// A registry for cluster mode: sequence numbers come from the bus through [`Registry::apply`], and
+    /// `history` is the local cache of each topic's latest events.
+    pub fn clustered(history: History) -> Self {
+        Self { clustered: true, ..Self::new(history) }
     }
 
     fn shard(&self, topic: &str) -> &Shard {
@@ -145,8 +268,15 @@ impl Registry {
     }
 
     /// Adds a subscriber (replacing an earlier entry of the same connection). With a position, replays
-    /// the events after it into the subscriber's queue first, when the history still holds all of them.
-    pub fn subscribe(&self, topic: &str, subscriber: Subscriber, since: Option<&Position>) -> Subscribed {
+    /// the events after it into the subscriber's queue first, when the history (`older`: events fetched
+    /// from the shared history, then the local one) still holds all of them.
+    pub fn subscribe(
+        &self,
+        topic: &str,
+        subscriber: Subscriber,
+        since: Option<&Position>,
+        older: &[(u64, Payload)],
+    ) -> Subscribed {
         loop {
             let state = self.state_or_new(topic);
             let mut st = state.lock();
@@ -154,16 +284,19 @@ impl Registry {
                 continue;
             }
             st.idle_since = None;
+            if self.clustered {
+                st.joining = st.joining.saturating_sub(1);
+            }
             st.subscribers.retain(|s| s.conn_id != subscriber.conn_id);
             let recovered = since.map(|pos| {
-                let covered = st.history.front().map_or(pos.offset == st.seq, |(first, _)| pos.offset + 1 >= *first);
-                let ok = *pos.epoch == *st.epoch && pos.offset <= st.seq && covered;
-                if ok {
-                    for (seq, payload) in st.history.iter().filter(|(seq, _)| *seq > pos.offset) {
-                        let frame = ServerFrame::Event { topic: topic.to_owned(), seq: *seq, payload: payload.clone() };
-                        if let Some(bytes) = encode_for(subscriber.queue.encoding(), &frame, topic, payload) {
-                            subscriber.queue.push(bytes);
-                        }
+                let missed = (*pos.epoch == *st.epoch && pos.offset <= st.seq)
+                    .then(|| missed_events(&st, older, pos.offset))
+                    .flatten();
+                let ok = missed.is_some();
+                for (seq, payload) in missed.into_iter().flatten() {
+                    let frame = ServerFrame::Event { topic: topic.to_owned(), seq, payload: payload.clone() };
+                    if let Some(bytes) = encode_for(subscriber.queue.encoding(), &frame, topic, &payload) {
+                        subscriber.queue.push(bytes);
                     }
                 }
                 ok
@@ -188,7 +321,7 @@ impl Registry {
             if st.subscribers.is_empty() {
                 st.idle_since = Some(Instant::now());
             }
-            st.subscribers.is_empty() && st.history.is_empty()
+            st.unheld() && (st.history.is_empty() || self.clustered)
         };
         if drop_now {
             self.remove_if_idle(topic, &state, |_| true);
@@ -199,7 +332,7 @@ impl Registry {
     fn remove_if_idle(&self, topic: &str, state: &Arc<Mutex<TopicState>>, expired: impl Fn(&TopicState) -> bool) {
         let mut map = self.shard(topic).write();
         let mut st = state.lock();
-        if st.subscribers.is_empty() && !st.removed && expired(&st) {
+        if st.unheld() && !st.removed && expired(&st) {
             st.removed = true;
             map.remove(topic);
         }
@@ -221,7 +354,8 @@ impl Registry {
         removed
     }
 
-    /// Fans an event out to every local subscriber of `topic` (and keeps it in the topic's history).
+    /// Fans an event out to every local subscriber of `topic` (and keeps it in the topic's history),
+    /// numbering it with the topic's next sequence number. Single-node mode only.
     pub fn publish(&self, topic: &str, payload: &Payload) -> Fanout {
         let state = if self.history.size > 0 { Some(self.state_or_new(topic)) } else { self.state(topic) };
         let Some(state) = state else { return Fanout::default() };
@@ -231,45 +365,157 @@ impl Registry {
             return self.publish(topic, payload);
         }
         st.seq += 1;
+        let seq = st.seq;
+        self.remember(&mut st, seq, payload);
+        fan_out(&st.subscribers, topic, seq, payload)
+    }
+
+    /// Delivers `payload` to this node's subscribers without a sequence number (`seq` 0: not in any
+    /// history). Cluster mode, while the bus is unreachable.
+    pub fn publish_unsequenced(&self, topic: &str, payload: &Payload) -> Fanout {
+        match self.state(topic) {
+            Some(state) => fan_out(&state.lock().subscribers, topic, 0, payload),
+            None => Fanout::default(),
+        }
+    }
+
+    fn remember(&self, st: &mut TopicState, seq: u64, payload: &Payload) {
         if self.history.size > 0 {
             if st.history.len() == self.history.size {
                 st.history.pop_front();
             }
-            let seq = st.seq;
             st.history.push_back((seq, payload.clone()));
         }
-        let frame = ServerFrame::Event { topic: topic.to_owned(), seq: st.seq, payload: payload.clone() };
-        // Each encoding is computed at most once per publish: `None` not yet, `Some(None)` not carried.
-        let mut native: [Option<Option<Bytes>>; 2] = [None, None];
-        // Dialect encodings seen in this publish, keyed by encoder identity; a node has a handful at most.
-        let mut dialects: Vec<(*const (), Option<Bytes>)> = Vec::new();
-        let mut out = Fanout { seq: st.seq, ..Fanout::default() };
-        for sub in &st.subscribers {
-            let encoding = sub.queue.encoding();
-            let bytes = match encoding {
-                Encoding::Native(codec) => {
-                    native[codec.index()].get_or_insert_with(|| encode_for(encoding, &frame, topic, payload)).clone()
-                }
-                Encoding::Dialect(encoder) => {
-                    let key = Arc::as_ptr(encoder) as *const ();
-                    match dialects.iter().find(|(k, _)| *k == key) {
-                        Some((_, bytes)) => bytes.clone(),
-                        None => {
-                            let bytes = encode_for(encoding, &frame, topic, payload);
-                            dialects.push((key, bytes.clone()));
-                            bytes
-                        }
-                    }
-                }
-            };
-            let Some(bytes) = bytes else { continue };
-            match sub.queue.push(bytes) {
-                Push::Queued => out.delivered += 1,
-                Push::Overflow => out.overflowed += 1,
-                Push::Closed => {}
+    }
+
+    /// Cluster mode: marks a connection as about to subscribe, creating the topic on this node if needed,
+    /// so the topic cannot vanish while the bus is asked for its head. Pair with [`Registry::subscribe`]
+    /// or [`Registry::release`].
+    pub fn reserve(&self, topic: &str) {
+        loop {
+            let state = self.state_or_new(topic);
+            let mut st = state.lock();
+            if !st.removed {
+                st.joining += 1;
+                return;
             }
         }
+    }
+
+    /// Cluster mode: undoes a [`Registry::reserve`] whose subscribe did not happen.
+    pub fn release(&self, topic: &str) {
+        let Some(state) = self.state(topic) else { return };
+        let unheld = {
+            let mut st = state.lock();
+            st.joining = st.joining.saturating_sub(1);
+            st.unheld()
+        };
+        if unheld {
+            self.remove_if_idle(topic, &state, |_| true);
+        }
+    }
+
+    /// Cluster mode: sets a topic's position from the bus's head (the last event sequenced before this
+    /// node started listening), once; events held back beyond it are then delivered.
+    pub fn sync(&self, topic: &str, epoch: &str, seq: u64) {
+        let Some(state) = self.state(topic) else { return };
+        let mut st = state.lock();
+        if st.synced {
+            return;
+        }
+        st.synced = true;
+        st.epoch = Arc::from(epoch);
+        st.seq = seq;
+        st.pending.retain(|s, _| *s > seq);
+        self.drain(topic, &mut st);
+    }
+
+    /// Cluster mode: an event sequenced by the bus. Delivered at once when it is the topic's next one;
+    /// held back when an earlier one is missing; dropped when already seen. `delivered` events were
+    /// already given to this node's subscribers (unsequenced, during a bus outage): they only advance
+    /// the topic. Topics without local subscribers ignore events.
+    pub fn apply(&self, topic: &str, epoch: &str, seq: u64, payload: &Payload, delivered: bool) -> Fanout {
+        let Some(state) = self.state(topic) else { return Fanout::default() };
+        let mut st = state.lock();
+        if st.removed {
+            return Fanout::default();
+        }
+        if st.synced && *st.epoch != *epoch {
+            tracing::info!(topic, old = %st.epoch, new = epoch, "topic sequence restarted in the cluster");
+            restart(&mut st, epoch, seq.saturating_sub(1));
+        }
+        if st.synced && seq <= st.seq {
+            return Fanout::default();
+        }
+        st.pending.entry(seq).or_insert_with(|| (payload.clone(), delivered));
+        if st.synced { self.drain(topic, &mut st) } else { Fanout::default() }
+    }
+
+    /// Delivers the held-back events that are next in sequence.
+    fn drain(&self, topic: &str, st: &mut TopicState) -> Fanout {
+        let mut out = Fanout::default();
+        while let Some(entry) = st.pending.first_entry() {
+            if *entry.key() != st.seq + 1 {
+                break;
+            }
+            let (seq, (payload, delivered)) = entry.remove_entry();
+            st.seq = seq;
+            self.remember(st, seq, &payload);
+            if !delivered {
+                let f = fan_out(&st.subscribers, topic, seq, &payload);
+                out.delivered += f.delivered;
+                out.overflowed += f.overflowed;
+            }
+            out.seq = seq;
+        }
+        st.gap_since = match (st.pending.is_empty(), st.gap_since) {
+            (true, _) => None,
+            (false, None) => Some(Instant::now()),
+            (false, since) => since,
+        };
         out
+    }
+
+    /// Cluster mode: the gaps that have been waiting at least `wait` (the bus lost or reordered an
+    /// event), or with `all`, every topic's position (to look for events missed while the bus was down).
+    pub fn gaps(&self, now: Instant, wait: Duration, all: bool) -> Vec<Gap> {
+        let mut gaps = Vec::new();
+        for shard in self.shards.iter() {
+            for (topic, state) in shard.read().iter() {
+                let st = state.lock();
+                let waiting = st.gap_since.is_some_and(|t| now.saturating_duration_since(t) >= wait);
+                if st.synced && (waiting || all) {
+                    gaps.push(Gap {
+                        topic: topic.to_string(),
+                        epoch: st.epoch.clone(),
+                        after: st.seq,
+                        until: st.pending.keys().next().copied(),
+                    });
+                }
+            }
+        }
+        gaps
+    }
+
+    /// Cluster mode: a gap could not be filled (the shared history no longer reaches back, or the epoch
+    /// changed). The topic skips to its held-back events, and its subscribers — who cannot get what
+    /// they missed on this connection — are closed with [`CloseCode::Resync`] so they reconnect and
+    /// learn what they lost from `recovered`. Returns how many were closed.
+    pub fn skip_gap(&self, topic: &str, epoch: &str, seq: u64) -> usize {
+        let Some(state) = self.state(topic) else { return 0 };
+        let mut st = state.lock();
+        if st.removed || (*st.epoch == *epoch && st.seq >= seq) {
+            return 0;
+        }
+        tracing::warn!(topic, after = st.seq, to = seq, "events lost to the cluster bus; subscribers must resync");
+        let closed = restart(&mut st, epoch, seq);
+        self.drain(topic, &mut st);
+        closed
+    }
+
+    /// Cluster mode: topics held on this node.
+    pub fn topics(&self) -> Vec<String> {
+        self.shards.iter().flat_map(|s| s.read().keys().map(|k| k.to_string()).collect::<Vec<_>>()).collect()
     }
 
     /// Subscribers of a topic on this node.
@@ -299,9 +545,9 @@ mod tests {
         let a = sub(1, Codec::MsgPack, 1 << 20);
         let b = sub(2, Codec::Json, 1 << 20);
         let other = sub(3, Codec::Json, 1 << 20);
-        reg.subscribe("room/1", a.clone(), None);
-        reg.subscribe("room/1", b.clone(), None);
-        reg.subscribe("room/2", other.clone(), None);
+        reg.subscribe("room/1", a.clone(), None, &[]);
+        reg.subscribe("room/1", b.clone(), None, &[]);
+        reg.subscribe("room/2", other.clone(), None, &[]);
         let payload = Payload::from_value(&serde_json::json!({"hi": 1})).unwrap();
         let f = reg.publish("room/1", &payload);
         assert_eq!(f, Fanout { seq: 1, delivered: 2, overflowed: 0 });
@@ -346,7 +592,7 @@ mod tests {
     fn events_decode_in_each_codec() {
         let reg = Registry::default();
         let q_json = Arc::new(OutQueue::new(Codec::Json, 1 << 20));
-        reg.subscribe("t", Subscriber { conn_id: 1, queue: q_json.clone() }, None);
+        reg.subscribe("t", Subscriber { conn_id: 1, queue: q_json.clone() }, None, &[]);
         let payload = Payload::from_value(&serde_json::json!([1, "x"])).unwrap();
         reg.publish("t", &payload);
         let frames = drain(&q_json);
@@ -364,7 +610,7 @@ mod tests {
     #[test]
     fn a_returning_subscriber_gets_exactly_what_it_missed() {
         let reg = with_history(10);
-        let first = reg.subscribe("t", sub(1, Codec::MsgPack, 1 << 20), None);
+        let first = reg.subscribe("t", sub(1, Codec::MsgPack, 1 << 20), None, &[]);
         assert_eq!((first.seq, first.recovered), (0, None));
         let p = Payload::from_value(&"x").unwrap();
         reg.publish("t", &p);
@@ -375,7 +621,7 @@ mod tests {
         }
         assert_eq!(reg.topic_count(), 1, "history outlives the last subscriber");
         let back = sub(2, Codec::Json, 1 << 20);
-        let again = reg.subscribe("t", back.clone(), Some(&position(&first, 2)));
+        let again = reg.subscribe("t", back.clone(), Some(&position(&first, 2)), &[]);
         assert_eq!((again.seq, again.recovered, &again.epoch), (5, Some(true), &first.epoch));
         reg.publish("t", &p);
         assert_eq!(events(&drain(&back.queue)), vec![3, 4, 5, 6], "missed events first, then live ones, in order");
@@ -384,19 +630,28 @@ mod tests {
     #[test]
     fn gaps_that_cannot_be_filled_are_reported() {
         let reg = with_history(3);
-        let s = reg.subscribe("t", sub(1, Codec::MsgPack, 1 << 20), None);
+        let s = reg.subscribe("t", sub(1, Codec::MsgPack, 1 << 20), None, &[]);
         let p = Payload::from_value(&1).unwrap();
         for _ in 0..6 {
             reg.publish("t", &p);
         }
         let trimmed = sub(2, Codec::MsgPack, 1 << 20);
-        assert_eq!(reg.subscribe("t", trimmed.clone(), Some(&position(&s, 1))).recovered, Some(false), "trimmed");
+        assert_eq!(reg.subscribe("t", trimmed.clone(), Some(&position(&s, 1)), &[]).recovered, Some(false), "trimmed");
         assert_eq!(events(&drain(&trimmed.queue)), Vec::<u64>::new(), "nothing replayed on failure");
-        assert_eq!(reg.subscribe("t", sub(3, Codec::MsgPack, 1 << 20), Some(&position(&s, 3))).recovered, Some(true));
-        assert_eq!(reg.subscribe("t", sub(4, Codec::MsgPack, 1 << 20), Some(&position(&s, 6))).recovered, Some(true));
-        assert_eq!(reg.subscribe("t", sub(5, Codec::MsgPack, 1 << 20), Some(&position(&s, 7))).recovered, Some(false));
+        assert_eq!(
+            reg.subscribe("t", sub(3, Codec::MsgPack, 1 << 20), Some(&position(&s, 3)), &[]).recovered,
+            Some(true)
+        );
+        assert_eq!(
+            reg.subscribe("t", sub(4, Codec::MsgPack, 1 << 20), Some(&position(&s, 6)), &[]).recovered,
+            Some(true)
+        );
+        assert_eq!(
+            reg.subscribe("t", sub(5, Codec::MsgPack, 1 << 20), Some(&position(&s, 7)), &[]).recovered,
+            Some(false)
+        );
         let other_epoch = Position { epoch: "another".into(), offset: 6 };
-        assert_eq!(reg.subscribe("t", sub(6, Codec::MsgPack, 1 << 20), Some(&other_epoch)).recovered, Some(false));
+        assert_eq!(reg.subscribe("t", sub(6, Codec::MsgPack, 1 << 20), Some(&other_epoch), &[]).recovered, Some(false));
     }
 
     #[test]
@@ -404,14 +659,14 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         rt.block_on(async {
             let reg = with_history(10);
-            let s = reg.subscribe("t", sub(1, Codec::MsgPack, 1 << 20), None);
+            let s = reg.subscribe("t", sub(1, Codec::MsgPack, 1 << 20), None, &[]);
             reg.publish("t", &Payload::null());
             reg.unsubscribe("t", 1);
             assert_eq!(reg.sweep(Instant::now()), 0);
             tokio::time::advance(Duration::from_secs(61)).await;
             assert_eq!(reg.sweep(Instant::now()), 1);
             assert_eq!(reg.topic_count(), 0);
-            let fresh = reg.subscribe("t", sub(2, Codec::MsgPack, 1 << 20), Some(&position(&s, 1)));
+            let fresh = reg.subscribe("t", sub(2, Codec::MsgPack, 1 << 20), Some(&position(&s, 1)), &[]);
             assert_ne!(fresh.epoch, s.epoch);
             assert_eq!((fresh.seq, fresh.recovered), (0, Some(false)));
         });
@@ -421,7 +676,7 @@ mod tests {
     fn without_history_topics_vanish_with_their_subscribers() {
         let reg = Registry::default();
         assert_eq!(reg.publish("t", &Payload::null()), Fanout::default());
-        reg.subscribe("t", sub(1, Codec::MsgPack, 1 << 20), None);
+        reg.subscribe("t", sub(1, Codec::MsgPack, 1 << 20), None, &[]);
         reg.unsubscribe("t", 1);
         assert_eq!(reg.topic_count(), 0);
     }
@@ -431,8 +686,8 @@ mod tests {
         let reg = Registry::default();
         let slow = sub(1, Codec::MsgPack, 100);
         let fast = sub(2, Codec::MsgPack, 1 << 20);
-        reg.subscribe("t", slow.clone(), None);
-        reg.subscribe("t", fast.clone(), None);
+        reg.subscribe("t", slow.clone(), None, &[]);
+        reg.subscribe("t", fast.clone(), None, &[]);
         let payload = Payload::from_value(&"x".repeat(40)).unwrap();
         let first = reg.publish("t", &payload);
         assert_eq!(first.delivered, 2);
@@ -441,5 +696,79 @@ mod tests {
         assert_eq!(slow.queue.close_code(), Some(chorus_protocol::CloseCode::SlowConsumer));
         assert_eq!(reg.publish("t", &payload).delivered, 1);
         assert_eq!(fast.queue.close_code(), None);
+    }
+
+    fn clustered() -> Registry {
+        Registry::clustered(History { size: 10, ttl: Duration::from_secs(60) })
+    }
+
+    fn numbered(n: u64) -> Payload {
+        Payload::from_value(&n).unwrap()
+    }
+
+    #[test]
+    fn clustered_topics_deliver_in_sequence_order_once() {
+        let reg = clustered();
+        let s = sub(1, Codec::MsgPack, 1 << 20);
+        reg.reserve("t");
+        assert_eq!(reg.apply("t", "e", 5, &numbered(5), false), Fanout::default(), "held until the head is known");
+        reg.sync("t", "e", 3);
+        let subscribed = reg.subscribe("t", s.clone(), None, &[]);
+        assert_eq!((subscribed.seq, &*subscribed.epoch), (3, "e"));
+        assert_eq!(reg.apply("t", "e", 6, &numbered(6), false).delivered, 0, "6 waits for 4 and 5");
+        assert_eq!(reg.apply("t", "e", 4, &numbered(4), false).seq, 6, "4 releases 5 and 6");
+        assert_eq!(reg.apply("t", "e", 5, &numbered(5), false), Fanout::default(), "a duplicate is dropped");
+        assert_eq!(reg.apply("t", "e", 7, &numbered(7), true).delivered, 0, "already delivered: only advances");
+        assert_eq!(reg.apply("t", "e", 8, &numbered(8), false).delivered, 1);
+        assert_eq!(events(&drain(&s.queue)), vec![4, 5, 6, 8]);
+    }
+
+    #[test]
+    fn clustered_gaps_are_reported_filled_or_skipped() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let again = rt.block_on(async {
+            let reg = clustered();
+            let s = sub(1, Codec::MsgPack, 1 << 20);
+            reg.reserve("t");
+            reg.sync("t", "e", 0);
+            reg.subscribe("t", s.clone(), None, &[]);
+            reg.apply("t", "e", 1, &numbered(1), false);
+            reg.apply("t", "e", 3, &numbered(3), false);
+            assert!(reg.gaps(Instant::now(), Duration::from_millis(100), false).is_empty(), "not waited long enough");
+            tokio::time::advance(Duration::from_millis(150)).await;
+            let gaps = reg.gaps(Instant::now(), Duration::from_millis(100), false);
+            assert_eq!(gaps, vec![Gap { topic: "t".into(), epoch: Arc::from("e"), after: 1, until: Some(3) }]);
+            reg.apply("t", "e", 2, &numbered(2), false);
+            assert!(reg.gaps(Instant::now(), Duration::ZERO, false).is_empty(), "filled");
+            reg.apply("t", "e", 6, &numbered(6), false);
+            assert_eq!(reg.skip_gap("t", "e", 5), 1, "4 and 5 are lost: the subscriber must resync");
+            assert_eq!(s.queue.close_code(), Some(CloseCode::Resync));
+            let back = sub(2, Codec::MsgPack, 1 << 20);
+            let lost = Position { epoch: "e".into(), offset: 3 };
+            assert_eq!(reg.subscribe("t", back.clone(), Some(&lost), &[]).recovered, Some(false));
+            let fetched = [(4, numbered(4)), (5, numbered(5))];
+            let again = sub(3, Codec::MsgPack, 1 << 20);
+            let sub_again = reg.subscribe("t", again.clone(), Some(&lost), &fetched);
+            assert_eq!((sub_again.seq, sub_again.recovered), (6, Some(true)), "the shared history fills it");
+            again
+        });
+        assert_eq!(events(&drain(&again.queue)), vec![4, 5, 6]);
+    }
+
+    #[test]
+    fn clustered_topics_live_while_held_and_restart_with_a_new_epoch() {
+        let reg = clustered();
+        reg.reserve("t");
+        reg.release("t");
+        assert_eq!(reg.topic_count(), 0, "a released reservation leaves nothing");
+        let s = sub(1, Codec::MsgPack, 1 << 20);
+        reg.reserve("t");
+        reg.sync("t", "old", 2);
+        reg.subscribe("t", s.clone(), None, &[]);
+        reg.apply("t", "new", 1, &numbered(1), false);
+        assert_eq!(s.queue.close_code(), Some(CloseCode::Resync), "positions of the old epoch are void");
+        assert_eq!(reg.publish_unsequenced("t", &numbered(0)).seq, 0);
+        reg.unsubscribe("t", 1);
+        assert_eq!(reg.topic_count(), 0, "history lives in the bus, not on the node");
     }
 }

@@ -48,7 +48,7 @@ async fn update_session_data(redis: &Client, id: &str, data: &Value) {
 async fn sessions_are_mirrored_and_external_updates_reach_chorus_subscribers_once() {
     let redis_server = RedisServer::start().await;
     let url = redis_server.url();
-    let broker = start(&["--redis-url", &url]).await;
+    let broker = start(&["--redis-url", &url, "--store", "redis"]).await;
     let redis = redis_client(&url).await;
 
     let id = broker.create().await;
@@ -139,6 +139,8 @@ async fn an_unreachable_redis_fails_the_start_with_a_clear_error() {
         dir.path().to_str().expect("utf-8"),
         "--redis-url",
         &url,
+        "--store",
+        "redis",
     ])
     .expect("config");
     let Err(error) = chorus_core::server::start(config, vec![chorus_movie_voting::module()]).await else {
