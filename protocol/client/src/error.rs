@@ -42,6 +42,15 @@ pub enum ClientError {
         /// The close reason.
         reason: String,
     },
+    /// A [`ResumingClient`](crate::ResumingClient) lost its connection (with this code and reason) and had
+    /// not reconnected within the request timeout. The request was not sent, so trying it again is safe.
+    #[error("not connected (reconnecting after{}: {reason})", code.map(|c| format!(" close {c}")).unwrap_or_default())]
+    Reconnecting {
+        /// The close code of the lost connection, when its close carried one.
+        code: Option<u16>,
+        /// The close reason of the lost connection.
+        reason: String,
+    },
     /// No answer within the request (or connect) timeout.
     #[error("timed out")]
     Timeout,
@@ -67,10 +76,11 @@ impl ClientError {
         }
     }
 
-    /// The close code as a known [`CloseCode`], for [`ClientError::Closed`].
+    /// The close code as a known [`CloseCode`], for [`ClientError::Closed`] and
+    /// [`ClientError::Reconnecting`].
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
-            Self::Closed { code, .. } => code.and_then(CloseCode::from_u16),
+            Self::Closed { code, .. } | Self::Reconnecting { code, .. } => code.and_then(CloseCode::from_u16),
             _ => None,
         }
     }

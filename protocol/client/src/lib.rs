@@ -21,8 +21,34 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Resuming after a lost connection
+//! A [`ResumingClient`] wraps connections the way an application would: when one is lost (other than by
+//! [`close`](ResumingClient::close) or for authentication) it reconnects with backoff and jitter, possibly
+//! to another endpoint, subscribes its topics again from the last position it delivered, and reports per
+//! topic whether the missed events were replayed ([`Delivery::Resumed`] `{ recovered }`). Events are never
+//! handed out twice.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), chorus_client::ClientError> {
+//! use chorus_client::{ConnectOptions, Delivery, ResumeOptions, ResumingClient};
+//!
+//! let options = ConnectOptions::websocket("ws://node-1:7400/v1/ws");
+//! let resume = ResumeOptions::new().endpoint(ConnectOptions::websocket("ws://node-2:7400/v1/ws"));
+//! let client = ResumingClient::connect(options, resume).await?;
+//! client.subscribe("room/1").await?;
+//! while let Some(delivery) = client.next().await {
+//!     match delivery {
+//!         Delivery::Event(event) => println!("{} #{}", event.topic, event.seq),
+//!         Delivery::Resumed { topic, recovered: false, .. } => println!("{topic}: events lost, reload it"),
+//!         other => println!("{other:?}"),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Layout
-//! - [`options`]: [`ConnectOptions`], the transport choice, token placement, trust and the SDK's bounds.
+//! - [`options`]: [`ConnectOptions`], the transport choice, token placement, trust and the SDK's bounds;
+//!   [`ResumeOptions`], the reconnect policy.
 //! - `client`: [`Client`], the handshake and the request API.
 //! - `connection`: the background task that owns the transport and `select!`s over commands, inbound
 //!   frames, event-buffer room and the keepalive timer; requests are matched to answers by id.
@@ -32,6 +58,9 @@
 //! - `event`, `unsolicited`, `close`: [`Event`], server errors that answer no request ([`ServerError`]), and
 //!   how a connection ended ([`CloseInfo`]).
 //! - `error`: [`ClientError`].
+//! - `resume`: [`ResumingClient`], its API over the `supervisor` task, which owns the current [`Client`],
+//!   forwards [`Delivery`]s (`delivery`) and reconnects with `backoff`; `subscriptions` tracks each topic's
+//!   position and drops events already delivered.
 //!
 //! # Backpressure and bounds
 //! Everything between the application and the socket is bounded: outbound commands
@@ -51,14 +80,19 @@
 //! Requests in flight at that moment, and any made afterwards, fail with [`ClientError::Closed`].
 #![warn(missing_docs)]
 
+mod backoff;
 mod client;
 mod close;
 mod connection;
+mod delivery;
 mod error;
 mod event;
 pub mod options;
 mod quic;
 mod reply;
+mod resume;
+mod subscriptions;
+mod supervisor;
 mod transport;
 mod unsolicited;
 pub mod verify;
@@ -68,9 +102,11 @@ pub use chorus_protocol::{CloseCode, Codec, ErrorCode, Identity, Limits, Payload
 pub use client::Client;
 pub use close::CloseInfo;
 pub use connection::COMMAND_CAPACITY;
+pub use delivery::Delivery;
 pub use error::ClientError;
 pub use event::Event;
-pub use options::{ConnectOptions, TokenPlacement};
+pub use options::{ConnectOptions, ResumeOptions, TokenPlacement};
 pub use reply::SubscribeReply;
+pub use resume::ResumingClient;
 pub use unsolicited::{ServerError, UNSOLICITED_ERROR_CAPACITY};
 pub use verify::Fingerprint;

@@ -1,4 +1,5 @@
-//! [`ConnectOptions`]: where to connect, how to authenticate, and the SDK's bounds.
+//! [`ConnectOptions`]: where to connect, how to authenticate, and the SDK's bounds; [`ResumeOptions`]: how a
+//! [`ResumingClient`](crate::ResumingClient) reconnects.
 
 use crate::error::ClientError;
 use crate::verify::Fingerprint;
@@ -213,6 +214,82 @@ impl ConnectOptions {
                 },
             }),
         }
+    }
+}
+
+/// The shortest wait before a reconnect attempt (see [`ResumeOptions::min_delay`]). Long enough that a
+/// client whose connection is cut again at once does not spin; short enough that a blip (a node restarting
+/// behind a load balancer, a dropped NAT mapping) costs the user nothing noticeable.
+pub const DEFAULT_MIN_RECONNECT_DELAY: Duration = Duration::from_millis(100);
+
+/// The longest wait before a reconnect attempt (see [`ResumeOptions::max_delay`]). With the doubling of
+/// the backoff it is reached after about six failed attempts; a client then retries every few seconds,
+/// which keeps the load of many clients waiting for a node that is down modest while still noticing its
+/// return quickly.
+pub const DEFAULT_MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+
+/// How a [`ResumingClient`](crate::ResumingClient) reconnects: the delays of its backoff, how many attempts
+/// it makes, and the further endpoints it may move to.
+///
+/// Before attempt `n` it waits a uniformly random time in `[min_delay, min(max_delay, min_delay · 2^(n+1))]`:
+/// exponential backoff with full jitter, so that the clients of a node that shut down do not all return at
+/// the same instant. `n` is 0 for the first attempt after a loss, unless the lost connection had lasted
+/// less than `max_delay`: then the backoff continues where the previous reconnect left it, so that a node
+/// accepting connections and closing them at once is not hammered.
+#[derive(Debug, Clone)]
+pub struct ResumeOptions {
+    pub(crate) endpoints: Vec<ConnectOptions>,
+    pub(crate) min_delay: Duration,
+    pub(crate) max_delay: Duration,
+    pub(crate) max_attempts: Option<u32>,
+}
+
+impl Default for ResumeOptions {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            min_delay: DEFAULT_MIN_RECONNECT_DELAY,
+            max_delay: DEFAULT_MAX_RECONNECT_DELAY,
+            max_attempts: None,
+        }
+    }
+}
+
+impl ResumeOptions {
+    /// The defaults: delays from [`DEFAULT_MIN_RECONNECT_DELAY`] to [`DEFAULT_MAX_RECONNECT_DELAY`], no
+    /// limit on attempts, no further endpoints.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The shortest wait before a reconnect attempt (default [`DEFAULT_MIN_RECONNECT_DELAY`]); the floor of
+    /// every wait, doubling per failed attempt up to [`max_delay`](Self::max_delay).
+    pub fn min_delay(mut self, delay: Duration) -> Self {
+        self.min_delay = delay;
+        self
+    }
+
+    /// The longest wait before a reconnect attempt (default [`DEFAULT_MAX_RECONNECT_DELAY`]).
+    pub fn max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// Give up after `attempts` consecutive failed reconnect attempts (default: never give up). The count
+    /// starts again after every successful reconnect; 0 means a lost connection is never reconnected.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Another endpoint (for instance another node of a cluster) to reconnect to. The endpoints form a ring,
+    /// the options given to [`ResumingClient::connect`](crate::ResumingClient::connect) first, then these in
+    /// the order added; each reconnect attempt goes to the endpoint after the one used last. Each carries its
+    /// own transport, trust, token and bounds; the bounds of the first also govern the resuming client
+    /// itself (request timeout, event capacity).
+    pub fn endpoint(mut self, options: ConnectOptions) -> Self {
+        self.endpoints.push(options);
+        self
     }
 }
 

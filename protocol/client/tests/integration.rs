@@ -4,4 +4,5 @@
 //! module below is one area.
 
 mod quic;
+mod resume;
 mod ws;
