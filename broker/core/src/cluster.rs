@@ -122,8 +122,15 @@ pub trait Cluster: Send + Sync + 'static {
     /// Whether the bus is reachable and this node's view is complete.
     fn healthy(&self) -> bool;
 
-    /// Sequences an event and sends it to every node; returns its epoch and sequence number.
-    fn publish<'a>(&'a self, topic: &'a str, payload: &'a Payload) -> BoxFuture<'a, Result<Head, ClusterError>>;
+    /// Sequences an event and sends it to every node; returns its epoch and sequence number. With a
+    /// `version` (key, number), the event is dropped — sequence number 0 — when the topic already had an
+    /// event of that key with a version at least as high.
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        payload: &'a Payload,
+        version: Option<(&'a str, u64)>,
+    ) -> BoxFuture<'a, Result<Head, ClusterError>>;
 
     /// Keeps a publish made while the bus is down, to sequence and send when it is back; returns false
     /// (keeping nothing) when the bus is up again — then publish it.
@@ -154,13 +161,22 @@ pub trait Cluster: Send + Sync + 'static {
 }
 
 /// Publishes a sequenced event: `KEYS` = topic hash, stream; `ARGV` = payload (MessagePack), stream
-/// length, TTL (ms), fresh epoch, channel, publish command, origin node. Returns `{epoch, seq}`.
+/// length, TTL (ms), fresh epoch, channel, publish command, origin node, version key (empty: none),
+/// version. Returns `{epoch, seq}`, seq 0 when a version at least as high was published already.
 const LUA_PUBLISH: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[4]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+if ARGV[8] ~= '' then
+  local field = 'v:' .. ARGV[8]
+  local last = redis.call('HGET', KEYS[1], field)
+  if last and tonumber(ARGV[9]) <= tonumber(last) then
+    return {epoch, 0}
+  end
+  redis.call('HSET', KEYS[1], field, ARGV[9])
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local maxlen = tonumber(ARGV[2])
@@ -502,7 +518,7 @@ impl RedisCluster {
                     }
                 }
             };
-            match self.publish(&next.0, &next.1).await {
+            match self.publish(&next.0, &next.1, None).await {
                 Ok(head) => {
                     self.outbox.lock().pop_front();
                     node.registry.apply(&next.0, &head.epoch, head.seq, &next.1, true);
@@ -760,7 +776,12 @@ impl Cluster for RedisCluster {
         self.healthy.load(Ordering::Acquire) && self.connected()
     }
 
-    fn publish<'a>(&'a self, topic: &'a str, payload: &'a Payload) -> BoxFuture<'a, Result<Head, ClusterError>> {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        payload: &'a Payload,
+        version: Option<(&'a str, u64)>,
+    ) -> BoxFuture<'a, Result<Head, ClusterError>> {
         Box::pin(async move {
             let bytes = payload.encoded(Codec::MsgPack).map_err(|e| ClusterError::Protocol(e.to_string()))?;
             let command = if self.sharded { "SPUBLISH" } else { "PUBLISH" };
@@ -772,6 +793,8 @@ impl Cluster for RedisCluster {
                 Value::from(channel(topic)),
                 Value::from(command),
                 Value::from(self.node_id.as_str()),
+                Value::from(version.map_or("", |(key, _)| key)),
+                Value::Integer(version.map_or(0, |(_, n)| i64::try_from(n).unwrap_or(i64::MAX))),
             ];
             let reply = self.eval(&self.publish, [meta_key(topic), stream_key(topic)], args).await?;
             let reply = reply.into_array();

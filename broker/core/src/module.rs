@@ -202,6 +202,14 @@ impl Context {
         self.node.publish(topic, payload, Instant::now())
     }
 
+    /// Publishes the state `key` of a topic at `version`: in cluster mode an event older than one already
+    /// published for the same key and topic (by any node) is dropped, so subscribers never see state go
+    /// back, whichever node's publish reaches the cluster first (returns 0 like [`Context::publish`]). On
+    /// one node the module's own order stands and this is [`Context::publish`].
+    pub fn publish_versioned(&self, topic: &str, key: &str, version: u64, payload: &Payload) -> u64 {
+        self.node.publish_versioned(topic, Some((key, version)), payload, Instant::now())
+    }
+
     /// Serializes `value` and publishes it.
     pub fn publish_value<T: serde::Serialize + ?Sized>(&self, topic: &str, value: &T) -> Result<u64, ModuleError> {
         let payload = Payload::from_value(value).map_err(|e| ModuleError::new(ErrorCode::Internal, e.to_string()))?;

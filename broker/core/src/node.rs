@@ -55,9 +55,12 @@ pub struct Node {
 /// Ordered queues for module publishes in cluster mode: a module publishes synchronously, the bus needs
 /// a round trip, so each publish goes to the lane of its topic and lanes send in order.
 struct Lanes {
-    senders: Vec<mpsc::UnboundedSender<(String, Payload)>>,
+    senders: Vec<mpsc::UnboundedSender<LanePublish>>,
     hasher: RandomState,
 }
+
+/// A module publish waiting in a lane: topic, version (key, number), payload.
+type LanePublish = (String, Option<(String, u64)>, Payload);
 
 /// Lanes for module publishes: enough to keep a few round trips in flight.
 const LANES: usize = 8;
@@ -117,6 +120,18 @@ impl Node {
     /// mode through the topic's lane to the bus, in order per topic (returns 0: the number is not known
     /// yet).
     pub fn publish(self: &Arc<Self>, topic: &str, payload: &Payload, since: Instant) -> u64 {
+        self.publish_versioned(topic, None, payload, since)
+    }
+
+    /// [`Node::publish`] of a topic's state `key` at a version (see
+    /// [`Context::publish_versioned`](crate::module::Context::publish_versioned)).
+    pub fn publish_versioned(
+        self: &Arc<Self>,
+        topic: &str,
+        version: Option<(&str, u64)>,
+        payload: &Payload,
+        since: Instant,
+    ) -> u64 {
         if self.cluster.is_none() {
             let fanout = self.registry.publish(topic, payload);
             self.metrics.fanout(fanout.delivered, fanout.overflowed, since.elapsed().as_secs_f64());
@@ -124,7 +139,8 @@ impl Node {
         }
         let lanes = self.lanes.get_or_init(|| self.start_lanes());
         let lane = (lanes.hasher.hash_one(topic) as usize) % lanes.senders.len();
-        if lanes.senders[lane].send((topic.to_owned(), payload.clone())).is_err() {
+        let version = version.map(|(key, n)| (key.to_owned(), n));
+        if lanes.senders[lane].send((topic.to_owned(), version, payload.clone())).is_err() {
             tracing::warn!(topic, "node shutting down; module publish not sent");
         }
         0
@@ -133,12 +149,13 @@ impl Node {
     fn start_lanes(self: &Arc<Self>) -> Lanes {
         let senders = (0..LANES)
             .map(|_| {
-                let (tx, mut rx) = mpsc::unbounded_channel::<(String, Payload)>();
+                let (tx, mut rx) = mpsc::unbounded_channel::<LanePublish>();
                 let node = Arc::downgrade(self);
                 tokio::spawn(async move {
-                    while let Some((topic, payload)) = rx.recv().await {
+                    while let Some((topic, version, payload)) = rx.recv().await {
                         let Some(node) = node.upgrade() else { return };
-                        if let Err(e) = node.publish_and_wait(&topic, &payload, Instant::now()).await {
+                        let version = version.as_ref().map(|(key, n)| (key.as_str(), *n));
+                        if let Err(e) = node.publish_sequenced(&topic, version, &payload, Instant::now()).await {
                             tracing::warn!(topic, error = %e.message, "module publish not delivered to the cluster");
                         }
                     }
@@ -154,6 +171,16 @@ impl Node {
     /// order; while the bus is down, delivered to this node's subscribers unsequenced (0) and kept for
     /// the other nodes until the bus is back.
     pub async fn publish_and_wait(&self, topic: &str, payload: &Payload, since: Instant) -> Result<u64, PublishError> {
+        self.publish_sequenced(topic, None, payload, since).await
+    }
+
+    async fn publish_sequenced(
+        &self,
+        topic: &str,
+        version: Option<(&str, u64)>,
+        payload: &Payload,
+        since: Instant,
+    ) -> Result<u64, PublishError> {
         let Some(cluster) = &self.cluster else {
             let fanout = self.registry.publish(topic, payload);
             self.metrics.fanout(fanout.delivered, fanout.overflowed, since.elapsed().as_secs_f64());
@@ -166,7 +193,10 @@ impl Node {
             self.metrics.fanout(fanout.delivered, fanout.overflowed, since.elapsed().as_secs_f64());
             return Ok(0);
         }
-        let head = cluster.publish(topic, payload).await.map_err(unavailable)?;
+        let head = cluster.publish(topic, payload, version).await.map_err(unavailable)?;
+        if head.seq == 0 {
+            return Ok(0);
+        }
         let fanout = self.registry.apply(topic, &head.epoch, head.seq, payload, false);
         self.metrics.fanout(fanout.delivered, fanout.overflowed, since.elapsed().as_secs_f64());
         Ok(head.seq)

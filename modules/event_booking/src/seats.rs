@@ -72,6 +72,9 @@ struct Queue {
     finished: Vec<String>,
 }
 
+/// The version key of `seat_update` on an event's topic (see [`Context::publish_versioned`]).
+const SEATS_VERSION: &str = "seats";
+
 /// The seats rows of all events.
 pub struct Seats {
     store: Arc<dyn Store>,
@@ -101,7 +104,12 @@ impl Seats {
         event_id: u64,
         mut decide: impl FnMut(&SeatsRow) -> Result<Decision<T>, BookingError>,
     ) -> Result<(SeatsRow, T), BookingError> {
-        let publish = |event_id: u64, event: &TopicEvent| match Payload::from_value(event) {
+        let publish = |event_id: u64, order: u64, event: &TopicEvent| match Payload::from_value(event) {
+            // The seat count is state: a newer one supersedes it. Booking and cancellation events are news:
+            // every one is delivered.
+            Ok(payload) if matches!(event, TopicEvent::SeatUpdate { .. }) => {
+                ctx.publish_versioned(&topic(event_id), SEATS_VERSION, order, &payload);
+            }
             Ok(payload) => {
                 ctx.publish(&topic(event_id), &payload);
             }

@@ -12,13 +12,24 @@
 //! through the cluster) and is skipped. This orders publication only; correctness of the seat count never
 //! depends on it (that is the store's conditional write), and the lock is held for a few map operations,
 //! never across an await.
+//!
+//! Across nodes this order cannot hold by itself: each node publishes its own versions in order, but the
+//! cluster interleaves the nodes' publishes as they arrive. So `seat_update` is published with its version
+//! ([`Context::publish_versioned`](chorus_core::module::Context::publish_versioned)): the cluster drops a
+//! seat count older than one already published, and watchers never see the count go back or end stale.
 
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 
-/// Publishes one event on an event's topic. Passed in by each caller rather than kept, so the sequencer
-/// holds no handle on the node.
-pub type Publish<'a, E> = &'a (dyn Fn(u64, &E) + Send + Sync);
+/// Publishes one event on an event's topic, with its place in commit order ([`commit_order`]). Passed in by each
+/// caller rather than kept, so the sequencer holds no handle on the node.
+pub type Publish<'a, E> = &'a (dyn Fn(u64, u64, &E) + Send + Sync);
+
+/// The place of the `index`th event of `version` in commit order: one write may carry several events
+/// (a batch of bookings), each after the one before.
+pub fn commit_order(version: u64, index: usize) -> u64 {
+    (version << 32) | (index as u64 & 0xffff_ffff)
+}
 
 /// Orders publication per event (per seats row).
 pub struct Sequencer<E> {
@@ -46,8 +57,8 @@ impl<E> Order<E> {
     fn drain(&mut self, event_id: u64, publish: Publish<'_, E>) {
         loop {
             if let Some(events) = self.committed.remove(&self.next) {
-                for e in &events {
-                    publish(event_id, e);
+                for (i, e) in events.iter().enumerate() {
+                    publish(event_id, commit_order(self.next, i), e);
                 }
                 self.next += 1;
                 continue;
@@ -97,8 +108,8 @@ impl<E> Sequencer<E> {
             if version < order.next {
                 // Cannot happen (a version below `next` was committed before this attempt read the row, so
                 // its write failed), but a late event is better than a lost one.
-                for e in &list {
-                    publish(event_id, e);
+                for (i, e) in list.iter().enumerate() {
+                    publish(event_id, commit_order(version, i), e);
                 }
             } else {
                 order.committed.insert(version, list);
@@ -148,8 +159,8 @@ mod tests {
 
     type Seen = Mutex<Vec<u64>>;
 
-    fn recorder(seen: &Seen) -> impl Fn(u64, &u64) + Send + Sync + '_ {
-        move |_, e| seen.lock().push(*e)
+    fn recorder(seen: &Seen) -> impl Fn(u64, u64, &u64) + Send + Sync + '_ {
+        move |_, _, e| seen.lock().push(*e)
     }
 
     #[test]
