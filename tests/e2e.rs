@@ -5,6 +5,7 @@
 
 mod auth;
 mod bad_input;
+mod cluster;
 mod metrics;
 mod modules;
 mod prometheus;

@@ -5,7 +5,6 @@
 use crate::support::*;
 use chorus_client::{Client, ConnectOptions, Payload};
 use serde_json::json;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -16,10 +15,6 @@ struct RedisCluster {
     ports: Vec<u16>,
     _children: Vec<Child>,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 async fn redis_cli(args: &[&str]) -> String {
