@@ -8,8 +8,8 @@
 //!   next sequence number (a counter in the topic's hash, beside its *epoch*), appends the event to the
 //!   topic's stream (`XADD … MAXLEN history_size`), and publishes it on the topic's channel (`SPUBLISH`
 //!   on Redis Cluster, `PUBLISH` otherwise) — atomically, so every node sees one order per topic. The
-//!   publishing node delivers to its own subscribers from the script's reply and ignores its own
-//!   message on the channel; other nodes deliver from the channel. Each node applies a topic's events
+//!   publishing node delivers to its own subscribers from the script's reply (its own message on the
+//!   channel is then a duplicate); other nodes deliver from the channel. Each node applies a topic's events
 //!   strictly in sequence order, each once ([`Registry::apply`](crate::topics::Registry::apply)): an
 //!   event that arrives early is held until the gap before it is filled, and a gap still open after
 //!   [`GAP_WAIT`] is filled from the stream. So a publish reaches every subscriber exactly once, in the
@@ -40,7 +40,7 @@
 use crate::metrics::cluster as metrics;
 use crate::node::Node;
 use crate::presence::Member;
-use crate::topics::{History, new_epoch};
+use crate::topics::{Gap, History, Via, new_epoch};
 use bytes::Bytes;
 use chorus_protocol::{Codec, Payload};
 use fred::clients::SubscriberClient;
@@ -60,6 +60,10 @@ use tokio::time::Instant;
 
 /// How long a topic waits for a missing event on the channel before fetching it from the stream.
 pub const GAP_WAIT: Duration = Duration::from_millis(100);
+
+/// How long a gap whose events may still be on the bus (behind a reply that overtook them) is waited
+/// for before they are taken as lost.
+const GAP_GIVE_UP: Duration = Duration::from_secs(2);
 
 /// Longest wait for the first connection at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -124,17 +128,19 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// Sequences an event and sends it to every node; returns its epoch and sequence number. With a
     /// `version` (key, number), the event is dropped — sequence number 0 — when the topic already had an
-    /// event of that key with a version at least as high.
+    /// event of that key with a version at least as high. `delivered`: this node gave it to its own
+    /// subscribers already (it was kept while the bus was down).
     fn publish<'a>(
         &'a self,
         topic: &'a str,
         payload: &'a Payload,
         version: Option<(&'a str, u64)>,
+        delivered: bool,
     ) -> BoxFuture<'a, Result<Head, ClusterError>>;
 
     /// Keeps a publish made while the bus is down, to sequence and send when it is back; returns false
     /// (keeping nothing) when the bus is up again — then publish it.
-    fn defer(&self, topic: &str, payload: &Payload) -> Result<bool, ClusterError>;
+    fn defer(&self, topic: &str, payload: &Payload, version: Option<(&str, u64)>) -> Result<bool, ClusterError>;
 
     /// Starts receiving a topic's events (once per local subscriber; counted) and returns where the
     /// topic stands. Events after the head are delivered through [`Registry::apply`](crate::topics::Registry::apply).
@@ -162,7 +168,8 @@ pub trait Cluster: Send + Sync + 'static {
 
 /// Publishes a sequenced event: `KEYS` = topic hash, stream; `ARGV` = payload (MessagePack), stream
 /// length, TTL (ms), fresh epoch, channel, publish command, origin node, version key (empty: none),
-/// version. Returns `{epoch, seq}`, seq 0 when a version at least as high was published already.
+/// version, flags (`d`: the origin delivered it already). Returns `{epoch, seq}`, seq 0 when a version
+/// at least as high was published already.
 const LUA_PUBLISH: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -185,7 +192,7 @@ if maxlen > 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call(ARGV[6], ARGV[5], epoch .. '\n' .. seq .. '\n' .. ARGV[7] .. '\n' .. ARGV[1])
+redis.call(ARGV[6], ARGV[5], epoch .. '\n' .. seq .. '\n' .. ARGV[7] .. '\n' .. ARGV[10] .. '\n' .. ARGV[1])
 return {epoch, seq}
 "#;
 
@@ -260,12 +267,14 @@ fn presence_field(node: &str, user: &str) -> String {
     format!("{node}\u{1f}{user}")
 }
 
-/// A channel message: `epoch \n seq \n origin \n payload`.
+/// A channel message: `epoch \n seq \n origin \n flags \n payload`.
 struct Delivery {
     topic: String,
     epoch: String,
     seq: u64,
     origin: String,
+    /// The origin delivered it to its own subscribers already (from its outbox).
+    delivered: bool,
     payload: Payload,
 }
 
@@ -277,16 +286,16 @@ fn parse_message(message: &Message) -> Option<Delivery> {
         _ => return None,
     };
     let mut at = 0;
-    let mut header = [""; 3];
+    let mut header = [""; 4];
     for field in &mut header {
         let end = at + bytes[at..].iter().position(|b| *b == b'\n')?;
         *field = std::str::from_utf8(&bytes[at..end]).ok()?;
         at = end + 1;
     }
-    let [epoch, seq, origin] = header;
-    let (epoch, seq, origin) = (epoch.to_owned(), seq.parse().ok()?, origin.to_owned());
+    let [epoch, seq, origin, flags] = header;
+    let (epoch, seq, origin, delivered) = (epoch.to_owned(), seq.parse().ok()?, origin.to_owned(), flags.contains('d'));
     let payload = Payload::from_msgpack(bytes.slice(at..)).ok()?;
-    Some(Delivery { topic, epoch, seq, origin, payload })
+    Some(Delivery { topic, epoch, seq, origin, delivered, payload })
 }
 
 /// Interest in channels: how many local holders each topic has, and which channels are subscribed.
@@ -304,6 +313,14 @@ struct PresenceWrite {
     value: Option<String>,
 }
 
+/// A publish kept while Redis is unreachable.
+#[derive(Clone)]
+struct Deferred {
+    topic: String,
+    payload: Payload,
+    version: Option<(String, u64)>,
+}
+
 /// The Redis implementation of [`Cluster`].
 pub struct RedisCluster {
     client: Client,
@@ -318,7 +335,7 @@ pub struct RedisCluster {
     healthy: AtomicBool,
     interest: Mutex<Interest>,
     interest_changed: Notify,
-    outbox: Mutex<VecDeque<(String, Payload)>>,
+    outbox: Mutex<VecDeque<Deferred>>,
     presence_tx: mpsc::UnboundedSender<PresenceWrite>,
     presence_rx: Mutex<Option<mpsc::UnboundedReceiver<PresenceWrite>>>,
     /// Presence entries this node has written, per topic (user → value), to rewrite after an outage.
@@ -473,21 +490,26 @@ impl RedisCluster {
 
     /// Brings one topic up to date from its stream: the events after `after`, or — when the stream no
     /// longer covers them or the epoch changed — a resync of its subscribers.
-    async fn fill(&self, node: &Node, gap: &crate::topics::Gap) -> Result<(), ClusterError> {
+    async fn fill(&self, node: &Node, gap: &Gap) -> Result<(), ClusterError> {
         let missed = self.missed(&gap.topic, gap.after).await?;
         let covered = missed.events.first().map_or(missed.head.seq <= gap.after, |(seq, _)| *seq == gap.after + 1);
         if missed.head.epoch == *gap.epoch && covered {
             for (seq, payload) in &missed.events {
-                let f = node.registry.apply(&gap.topic, &missed.head.epoch, *seq, payload, false);
+                let f = node.registry.apply(&gap.topic, &missed.head.epoch, *seq, payload, Via::History);
                 node.metrics.delivered(f.delivered, f.overflowed);
             }
             metrics::gap_filled(missed.events.len());
             return Ok(());
         }
+        // Not in the history any more. Events that only a reply overtook are still on the bus (it carries
+        // each topic in order): give them time; events the bus itself skipped are lost.
+        if missed.head.epoch == *gap.epoch && gap.until.is_some() && !gap.lost && gap.open_for < GAP_GIVE_UP {
+            return Ok(());
+        }
         let to = missed.events.first().map_or(missed.head.seq, |(seq, _)| seq - 1);
         let closed = node.registry.skip_gap(&gap.topic, &missed.head.epoch, to);
         for (seq, payload) in &missed.events {
-            node.registry.apply(&gap.topic, &missed.head.epoch, *seq, payload, false);
+            node.registry.apply(&gap.topic, &missed.head.epoch, *seq, payload, Via::History);
         }
         metrics::resync(closed);
         Ok(())
@@ -518,10 +540,13 @@ impl RedisCluster {
                     }
                 }
             };
-            match self.publish(&next.0, &next.1, None).await {
+            let version = next.version.as_ref().map(|(key, n)| (key.as_str(), *n));
+            match self.publish(&next.topic, &next.payload, version, true).await {
                 Ok(head) => {
                     self.outbox.lock().pop_front();
-                    node.registry.apply(&next.0, &head.epoch, head.seq, &next.1, true);
+                    if head.seq > 0 {
+                        node.registry.apply(&next.topic, &head.epoch, head.seq, &next.payload, Via::Outbox);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox not sent yet");
@@ -702,11 +727,14 @@ impl RedisCluster {
                         tracing::warn!(channel = %message.channel, "unreadable cluster message ignored");
                         continue;
                     };
-                    if d.origin == self.node_id {
-                        continue;
+                    // This node's own events come back too: usually already applied from the publish reply
+                    // (then dropped as duplicates), but they also keep the topic's order on the bus.
+                    if d.origin != self.node_id {
+                        metrics::message_in();
                     }
-                    metrics::message_in();
-                    let f = node.registry.apply(&d.topic, &d.epoch, d.seq, &d.payload, false);
+                    let own_outbox = d.delivered && d.origin == self.node_id;
+                    let via = if own_outbox { Via::OutboxOnBus } else { Via::Bus };
+                    let f = node.registry.apply(&d.topic, &d.epoch, d.seq, &d.payload, via);
                     node.metrics.delivered(f.delivered, f.overflowed);
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -781,6 +809,7 @@ impl Cluster for RedisCluster {
         topic: &'a str,
         payload: &'a Payload,
         version: Option<(&'a str, u64)>,
+        delivered: bool,
     ) -> BoxFuture<'a, Result<Head, ClusterError>> {
         Box::pin(async move {
             let bytes = payload.encoded(Codec::MsgPack).map_err(|e| ClusterError::Protocol(e.to_string()))?;
@@ -795,6 +824,7 @@ impl Cluster for RedisCluster {
                 Value::from(self.node_id.as_str()),
                 Value::from(version.map_or("", |(key, _)| key)),
                 Value::Integer(version.map_or(0, |(_, n)| i64::try_from(n).unwrap_or(i64::MAX))),
+                Value::from(if delivered { "d" } else { "" }),
             ];
             let reply = self.eval(&self.publish, [meta_key(topic), stream_key(topic)], args).await?;
             let reply = reply.into_array();
@@ -803,7 +833,7 @@ impl Cluster for RedisCluster {
         })
     }
 
-    fn defer(&self, topic: &str, payload: &Payload) -> Result<bool, ClusterError> {
+    fn defer(&self, topic: &str, payload: &Payload, version: Option<(&str, u64)>) -> Result<bool, ClusterError> {
         let mut outbox = self.outbox.lock();
         // Checked under the outbox lock: the outbox is emptied and the bus marked healthy under it too,
         // so nothing is left behind in an outbox nobody drains.
@@ -813,7 +843,8 @@ impl Cluster for RedisCluster {
         if outbox.len() >= self.outbox_limit {
             return Err(ClusterError::OutboxFull(outbox.len()));
         }
-        outbox.push_back((topic.to_owned(), payload.clone()));
+        let version = version.map(|(key, n)| (key.to_owned(), n));
+        outbox.push_back(Deferred { topic: topic.to_owned(), payload: payload.clone(), version });
         metrics::outbox(outbox.len());
         Ok(true)
     }
@@ -964,7 +995,7 @@ mod tests {
     #[test]
     fn messages_parse() {
         let payload = Payload::from_value(&serde_json::json!({"n": 1, "s": "a\nb"})).unwrap();
-        let mut raw = b"ep0ch\n42\nnode-a\n".to_vec();
+        let mut raw = b"ep0ch\n42\nnode-a\nd\n".to_vec();
         raw.extend_from_slice(&payload.encoded(Codec::MsgPack).unwrap());
         let message = Message {
             channel: channel("room/1").into(),
@@ -974,6 +1005,7 @@ mod tests {
         };
         let d = parse_message(&message).unwrap();
         assert_eq!((d.topic.as_str(), d.epoch.as_str(), d.seq, d.origin.as_str()), ("room/1", "ep0ch", 42, "node-a"));
+        assert!(d.delivered);
         assert_eq!(d.payload, payload);
     }
 }

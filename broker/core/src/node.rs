@@ -7,7 +7,7 @@ use crate::counters::{Counters, SharedCounters};
 use crate::metrics::Metrics;
 use crate::module::ModuleHost;
 use crate::presence::Presence;
-use crate::topics::{History, Registry};
+use crate::topics::{History, Registry, Via};
 use chorus_protocol::{ErrorCode, Limits, Payload};
 use chorus_store::{Clock, Store};
 use std::hash::{BuildHasher, RandomState};
@@ -86,6 +86,8 @@ impl Node {
     ) -> Self {
         let history = Self::history(&config);
         let registry = if cluster.is_some() { Registry::clustered(history) } else { Registry::new(history) };
+        // Connection ids name guests (`guest-<id>`); in a cluster they must not repeat across nodes.
+        let first_conn_id = if cluster.is_some() { (u64::from(rand::random::<u32>()) << 24) | 1 } else { 1 };
         Self {
             config,
             verifier,
@@ -101,7 +103,7 @@ impl Node {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             ready: AtomicBool::new(false),
-            next_conn: AtomicU64::new(1),
+            next_conn: AtomicU64::new(first_conn_id),
             lanes: OnceLock::new(),
         }
     }
@@ -188,16 +190,16 @@ impl Node {
         };
         let unavailable =
             |e: crate::cluster::ClusterError| PublishError { code: ErrorCode::Unavailable, message: e.to_string() };
-        if !cluster.healthy() && cluster.defer(topic, payload).map_err(unavailable)? {
+        if !cluster.healthy() && cluster.defer(topic, payload, version).map_err(unavailable)? {
             let fanout = self.registry.publish_unsequenced(topic, payload);
             self.metrics.fanout(fanout.delivered, fanout.overflowed, since.elapsed().as_secs_f64());
             return Ok(0);
         }
-        let head = cluster.publish(topic, payload, version).await.map_err(unavailable)?;
+        let head = cluster.publish(topic, payload, version, false).await.map_err(unavailable)?;
         if head.seq == 0 {
             return Ok(0);
         }
-        let fanout = self.registry.apply(topic, &head.epoch, head.seq, payload, false);
+        let fanout = self.registry.apply(topic, &head.epoch, head.seq, payload, Via::Reply);
         self.metrics.fanout(fanout.delivered, fanout.overflowed, since.elapsed().as_secs_f64());
         Ok(head.seq)
     }

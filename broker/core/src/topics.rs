@@ -62,9 +62,8 @@ struct TopicState {
     joining: usize,
     /// Cluster mode: whether `epoch`/`seq` hold the bus's head yet (events before are kept in `pending`).
     synced: bool,
-    /// Cluster mode: events that arrived ahead of the next sequence number; `true` = already delivered
-    /// by this node before it was sequenced (see [`Registry::apply`]).
-    pending: BTreeMap<u64, (Payload, bool)>,
+    /// Cluster mode: events that arrived ahead of the next sequence number, with how they came.
+    pending: BTreeMap<u64, Held>,
     /// Cluster mode: since when `pending` waits for a missing event.
     gap_since: Option<Instant>,
 }
@@ -91,6 +90,31 @@ impl TopicState {
     }
 }
 
+/// How a clustered event reached this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The reply to this node's own publish: it may overtake earlier events still on the bus.
+    Reply,
+    /// The topic's channel, which carries its events in sequence order.
+    Bus,
+    /// The topic's shared history, read in sequence order.
+    History,
+    /// The reply to a publish this node delivered to its own subscribers while the bus was down, now
+    /// sequenced: it only advances the topic here.
+    Outbox,
+    /// The same, come back on the topic's channel.
+    OutboxOnBus,
+}
+
+/// A clustered event waiting for the ones before it.
+struct Held {
+    payload: Payload,
+    delivered: bool,
+    /// Whether it came in sequence order (bus or history): then every event before it that has not come
+    /// was lost on the way, rather than still travelling.
+    ordered: bool,
+}
+
 /// A fresh random epoch.
 pub fn new_epoch() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -107,6 +131,11 @@ pub struct Gap {
     pub after: u64,
     /// The first event held back (`None`: nothing is held; the gap was found by a resync).
     pub until: Option<u64>,
+    /// Whether the missing events are known lost (the first held event came in sequence order), rather
+    /// than possibly still on the bus behind a reply that overtook them.
+    pub lost: bool,
+    /// How long the gap has been open.
+    pub open_for: Duration,
 }
 
 type Shard = RwLock<HashMap<Arc<str>, Arc<Mutex<TopicState>>>>;
@@ -431,10 +460,9 @@ impl Registry {
     }
 
     /// Cluster mode: an event sequenced by the bus. Delivered at once when it is the topic's next one;
-    /// held back when an earlier one is missing; dropped when already seen. `delivered` events were
-    /// already given to this node's subscribers (unsequenced, during a bus outage): they only advance
-    /// the topic. Topics without local subscribers ignore events.
-    pub fn apply(&self, topic: &str, epoch: &str, seq: u64, payload: &Payload, delivered: bool) -> Fanout {
+    /// held back when an earlier one is missing; dropped when already seen (the same event may come as
+    /// a reply and on the bus). Topics without local subscribers ignore events.
+    pub fn apply(&self, topic: &str, epoch: &str, seq: u64, payload: &Payload, via: Via) -> Fanout {
         let Some(state) = self.state(topic) else { return Fanout::default() };
         let mut st = state.lock();
         if st.removed {
@@ -447,7 +475,15 @@ impl Registry {
         if st.synced && seq <= st.seq {
             return Fanout::default();
         }
-        st.pending.entry(seq).or_insert_with(|| (payload.clone(), delivered));
+        let ordered = matches!(via, Via::Bus | Via::History | Via::OutboxOnBus);
+        let delivered = matches!(via, Via::Outbox | Via::OutboxOnBus);
+        st.pending
+            .entry(seq)
+            .and_modify(|held| {
+                held.ordered |= ordered;
+                held.delivered |= delivered;
+            })
+            .or_insert_with(|| Held { payload: payload.clone(), delivered, ordered });
         if st.synced { self.drain(topic, &mut st) } else { Fanout::default() }
     }
 
@@ -458,7 +494,7 @@ impl Registry {
             if *entry.key() != st.seq + 1 {
                 break;
             }
-            let (seq, (payload, delivered)) = entry.remove_entry();
+            let (seq, Held { payload, delivered, .. }) = entry.remove_entry();
             st.seq = seq;
             self.remember(st, seq, &payload);
             if !delivered {
@@ -483,13 +519,16 @@ impl Registry {
         for shard in self.shards.iter() {
             for (topic, state) in shard.read().iter() {
                 let st = state.lock();
-                let waiting = st.gap_since.is_some_and(|t| now.saturating_duration_since(t) >= wait);
-                if st.synced && (waiting || all) {
+                let open_for = st.gap_since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                if st.synced && ((st.gap_since.is_some() && open_for >= wait) || all) {
+                    let first = st.pending.iter().next();
                     gaps.push(Gap {
                         topic: topic.to_string(),
                         epoch: st.epoch.clone(),
                         after: st.seq,
-                        until: st.pending.keys().next().copied(),
+                        until: first.map(|(seq, _)| *seq),
+                        lost: first.is_some_and(|(_, held)| held.ordered),
+                        open_for,
                     });
                 }
             }
@@ -711,15 +750,22 @@ mod tests {
         let reg = clustered();
         let s = sub(1, Codec::MsgPack, 1 << 20);
         reg.reserve("t");
-        assert_eq!(reg.apply("t", "e", 5, &numbered(5), false), Fanout::default(), "held until the head is known");
+        assert_eq!(reg.apply("t", "e", 5, &numbered(5), Via::Bus), Fanout::default(), "held until the head is known");
         reg.sync("t", "e", 3);
         let subscribed = reg.subscribe("t", s.clone(), None, &[]);
         assert_eq!((subscribed.seq, &*subscribed.epoch), (3, "e"));
-        assert_eq!(reg.apply("t", "e", 6, &numbered(6), false).delivered, 0, "6 waits for 4 and 5");
-        assert_eq!(reg.apply("t", "e", 4, &numbered(4), false).seq, 6, "4 releases 5 and 6");
-        assert_eq!(reg.apply("t", "e", 5, &numbered(5), false), Fanout::default(), "a duplicate is dropped");
-        assert_eq!(reg.apply("t", "e", 7, &numbered(7), true).delivered, 0, "already delivered: only advances");
-        assert_eq!(reg.apply("t", "e", 8, &numbered(8), false).delivered, 1);
+        assert_eq!(reg.apply("t", "e", 6, &numbered(6), Via::Bus).delivered, 0, "6 waits for 4 and 5");
+        assert_eq!(reg.apply("t", "e", 4, &numbered(4), Via::Bus).seq, 6, "4 releases 5 and 6");
+        assert_eq!(reg.apply("t", "e", 5, &numbered(5), Via::Bus), Fanout::default(), "a duplicate is dropped");
+        assert_eq!(reg.apply("t", "e", 7, &numbered(7), Via::Outbox).delivered, 0, "already delivered: only advances");
+        assert_eq!(reg.apply("t", "e", 8, &numbered(8), Via::Bus).delivered, 1);
+        let lost = |reg: &Registry| -> Vec<bool> {
+            reg.gaps(Instant::now(), Duration::ZERO, false).iter().map(|g| g.lost).collect()
+        };
+        reg.apply("t", "e", 10, &numbered(10), Via::Reply);
+        assert_eq!(lost(&reg), vec![false], "a reply may overtake 9 on the bus");
+        reg.apply("t", "e", 10, &numbered(10), Via::Bus);
+        assert_eq!(lost(&reg), vec![true], "the bus carries the topic in order: 9 is lost");
         assert_eq!(events(&drain(&s.queue)), vec![4, 5, 6, 8]);
     }
 
@@ -732,15 +778,17 @@ mod tests {
             reg.reserve("t");
             reg.sync("t", "e", 0);
             reg.subscribe("t", s.clone(), None, &[]);
-            reg.apply("t", "e", 1, &numbered(1), false);
-            reg.apply("t", "e", 3, &numbered(3), false);
+            reg.apply("t", "e", 1, &numbered(1), Via::Bus);
+            reg.apply("t", "e", 3, &numbered(3), Via::Bus);
             assert!(reg.gaps(Instant::now(), Duration::from_millis(100), false).is_empty(), "not waited long enough");
             tokio::time::advance(Duration::from_millis(150)).await;
             let gaps = reg.gaps(Instant::now(), Duration::from_millis(100), false);
-            assert_eq!(gaps, vec![Gap { topic: "t".into(), epoch: Arc::from("e"), after: 1, until: Some(3) }]);
-            reg.apply("t", "e", 2, &numbered(2), false);
+            let open_for = Duration::from_millis(150);
+            let gap = Gap { topic: "t".into(), epoch: Arc::from("e"), after: 1, until: Some(3), lost: true, open_for };
+            assert_eq!(gaps, vec![gap]);
+            reg.apply("t", "e", 2, &numbered(2), Via::Bus);
             assert!(reg.gaps(Instant::now(), Duration::ZERO, false).is_empty(), "filled");
-            reg.apply("t", "e", 6, &numbered(6), false);
+            reg.apply("t", "e", 6, &numbered(6), Via::Bus);
             assert_eq!(reg.skip_gap("t", "e", 5), 1, "4 and 5 are lost: the subscriber must resync");
             assert_eq!(s.queue.close_code(), Some(CloseCode::Resync));
             let back = sub(2, Codec::MsgPack, 1 << 20);
@@ -765,7 +813,7 @@ mod tests {
         reg.reserve("t");
         reg.sync("t", "old", 2);
         reg.subscribe("t", s.clone(), None, &[]);
-        reg.apply("t", "new", 1, &numbered(1), false);
+        reg.apply("t", "new", 1, &numbered(1), Via::Bus);
         assert_eq!(s.queue.close_code(), Some(CloseCode::Resync), "positions of the old epoch are void");
         assert_eq!(reg.publish_unsequenced("t", &numbered(0)).seq, 0);
         reg.unsubscribe("t", 1);
