@@ -73,7 +73,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Channel messages buffered between the Redis connection and the listener. Beyond it messages are
 /// dropped by the buffer and the listener resynchronises every topic from the streams.
-const MESSAGE_BUFFER: usize = 65_536;
+const MESSAGE_BUFFER: usize = 4_096;
 
 /// How long a node's presence entries outlive its last heartbeat.
 pub fn node_ttl(heartbeat: Duration) -> Duration {
@@ -232,6 +232,12 @@ impl Script {
         let sha: String = client.custom(cmd, vec![Value::from("LOAD"), Value::from(source)]).await?;
         Ok(Self { name, source, sha })
     }
+
+    /// Loads the script again (a restarted Redis has an empty script cache), so that publishes sent in a
+    /// row run in that order rather than one of them being resent after a `NOSCRIPT`.
+    async fn reload(&self, client: &Client) -> Result<(), ClusterError> {
+        Self::load(client, self.name, self.source).await.map(|_| ())
+    }
 }
 
 fn meta_key(topic: &str) -> String {
@@ -363,12 +369,12 @@ impl RedisCluster {
         let mut builder = Builder::from_config(config);
         builder
             .with_connection_config(|c| c.connection_timeout = CONNECT_TIMEOUT)
-            .with_performance_config(|p| {
-                p.default_command_timeout = COMMAND_TIMEOUT;
-                p.broadcast_channel_capacity = MESSAGE_BUFFER;
-            })
+            .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
         let client = builder.build()?;
+        // Only the subscriber's message channel needs room; fred sizes all of a client's event channels
+        // alike and allocates them up front.
+        builder.with_performance_config(|p| p.broadcast_channel_capacity = MESSAGE_BUFFER);
         let subscriber = builder.build_subscriber_client()?;
         let connect = async {
             client.init().await?;
@@ -656,7 +662,10 @@ impl RedisCluster {
                     let outage_over = !self.healthy.load(Ordering::Acquire);
                     let waiting = !self.outbox.lock().is_empty();
                     if connected && (outage_over || waiting) {
-                        let presence = if outage_over { self.rewrite_presence().await.is_ok() } else { true };
+                        let presence = !outage_over
+                            || (self.publish.reload(&self.client).await.is_ok()
+                                && self.read.reload(&self.client).await.is_ok()
+                                && self.rewrite_presence().await.is_ok());
                         if presence && self.drain_outbox(&node).await && outage_over {
                             tracing::info!("Redis reachable again: cross-node delivery resumed");
                         }

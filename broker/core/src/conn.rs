@@ -6,6 +6,7 @@
 use crate::cluster::{Cluster, ClusterError};
 use crate::module::{Caller, Context, Module, ModuleError};
 use crate::node::Node;
+use crate::node::PublishError;
 use crate::queue::{Encoding, FrameSink, OutQueue, Push, run_writer};
 use crate::topics::{Subscribed, Subscriber};
 use bytes::Bytes;
@@ -13,10 +14,13 @@ use chorus_protocol::topic;
 use chorus_protocol::{
     ClientFrame, CloseCode, Codec, ErrorCode, Payload, Position, ServerFrame, Welcome, decode_client,
 };
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -26,6 +30,13 @@ use tracing::{Instrument, field};
 /// How long the writer may take to flush the goodbye and close after the connection ends. A client that
 /// does not read at all cannot hold its task (and socket) longer than this.
 pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Cluster-mode publishes one connection may have on their way to the bus at once. They are sent in
+/// order without waiting for each other (Redis runs them in that order), and acknowledged in order.
+const MAX_PUBLISHES_IN_FLIGHT: usize = 256;
+
+/// A publish on its way to the bus: the request id and the outcome.
+type InFlight = Pin<Box<dyn Future<Output = (Option<u64>, Result<u64, PublishError>)> + Send>>;
 
 /// What the transport's reading half produced.
 #[derive(Debug)]
@@ -238,6 +249,7 @@ pub async fn serve(node: Arc<Node>, accepted: Accepted, source: impl FrameSource
             subscriptions: HashSet::new(),
             tokens: rate,
             refilled: Instant::now(),
+            in_flight: FuturesOrdered::new(),
         };
         conn.run(source).await;
         if let Some(caller) = conn.caller.take() {
@@ -260,6 +272,7 @@ struct Conn {
     subscriptions: HashSet<String>,
     tokens: f64,
     refilled: Instant,
+    in_flight: FuturesOrdered<InFlight>,
 }
 
 #[derive(Serialize)]
@@ -295,6 +308,7 @@ impl Conn {
                     return;
                 }
                 _ = self.queue.closed() => return,
+                Some((id, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => self.published(id, outcome),
                 _ = sleep_until(deadline) => {
                     self.queue.close(expiry.0, expiry.1);
                     return;
@@ -436,7 +450,24 @@ impl Conn {
             }
             None => payload,
         };
-        match self.node.publish_and_wait(topic, &payload, received).await {
+        if self.node.cluster.is_none() {
+            let outcome = self.node.publish_and_wait(topic, &payload, received).await;
+            return self.published(id, outcome);
+        }
+        if self.in_flight.len() >= MAX_PUBLISHES_IN_FLIGHT
+            && let Some((id, outcome)) = self.in_flight.next().await
+        {
+            self.published(id, outcome);
+        }
+        let (node, topic) = (self.node.clone(), topic.to_owned());
+        self.in_flight.push_back(Box::pin(async move {
+            let outcome = node.publish_and_wait(&topic, &payload, received).await;
+            (id, outcome)
+        }));
+    }
+
+    fn published(&self, id: Option<u64>, outcome: Result<u64, PublishError>) {
+        match outcome {
             Ok(seq) => self.reply(id, &PublishResult { seq }),
             Err(e) => self.error(id, e.code, e.message),
         }
@@ -490,7 +521,9 @@ impl Conn {
     /// The broker's own calls (`chorus.*`) on a topic the connection is subscribed to:
     /// `chorus.presence {topic}` → who is present (on every node of a cluster);
     /// `chorus.counter {topic, add?}` → adds to the topic's shared counter and returns its total.
-    async fn builtin(&self, caller: &Caller, method: &str, args: Payload) -> Result<Payload, ModuleError> {
+    /// (`&mut`: a shared borrow held across an await would need the connection, and so its in-flight
+    /// publishes, to be `Sync`.)
+    async fn builtin(&mut self, caller: &Caller, method: &str, args: Payload) -> Result<Payload, ModuleError> {
         let args: TopicArgs = args.decode().map_err(|e| ModuleError::invalid(format!("{method}: {e}")))?;
         if !self.subscriptions.contains(&args.topic) {
             return Err(ModuleError::new(ErrorCode::NotSubscribed, format!("subscribe to {} first", args.topic)));
