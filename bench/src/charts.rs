@@ -1,8 +1,9 @@
 //! PNG charts of a report: the headline metric per target (bars) and the latency CDF (one line per
-//! target, log-scale latency). Text is drawn with DejaVu Sans (Debian `fonts-dejavu-core`), loaded at
+//! target, log-scale latency). `cluster` gets two bar charts (throughput rows: deliveries/s; latency
+//! rows: p99) and the CDF of its latency rows. Text is drawn with DejaVu Sans (Debian `fonts-dejavu-core`), loaded at
 //! run time so the binary carries no font.
 
-use crate::report::{Report, Scenario, bytes, micros, si};
+use crate::report::{Phase, Report, Row, Scenario, bytes, micros, si};
 use anyhow::{Context as _, anyhow, bail};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
@@ -39,15 +40,45 @@ pub fn render(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     font()?;
     let mut written = Vec::new();
     let name = report.scenario.name();
-    let bars =
-        dir.join(format!("{name}-{}.png", if report.scenario == Scenario::Latency { "p99" } else { "throughput" }));
-    if bar_chart(report, &bars)? {
-        written.push(bars);
+    let scenario = report.scenario;
+    let in_phase = |phase: Phase| move |r: &Row| r.phase() == Some(phase);
+    let mut draw = |file: String, drawn: anyhow::Result<bool>| -> anyhow::Result<()> {
+        if drawn? {
+            written.push(dir.join(file));
+        }
+        Ok(())
+    };
+    if scenario == Scenario::Cluster {
+        let bars = |phase: Phase| -> Vec<(&str, f64)> {
+            report
+                .rows
+                .iter()
+                .filter(|r| in_phase(phase)(r))
+                .filter_map(|r| r.primary(scenario).map(|v| (r.target.as_str(), v)))
+                .collect()
+        };
+        let file = format!("{name}-throughput.png");
+        let caption = format!("{name}: deliveries/s (higher is better), all servers on one core");
+        draw(file.clone(), bar_chart(&dir.join(&file), &caption, "deliveries/s", &bars(Phase::Throughput), si))?;
+        let file = format!("{name}-p99.png");
+        let caption = format!("{name}: p99 latency at a fixed rate (lower is better), all servers on one core");
+        draw(file.clone(), bar_chart(&dir.join(&file), &caption, "p99 latency (µs)", &bars(Phase::Latency), micros))?;
+        let file = format!("{name}-cdf.png");
+        draw(file.clone(), cdf_chart(report, &dir.join(&file), &in_phase(Phase::Latency)))?;
+        return Ok(written);
     }
-    let cdf = dir.join(format!("{name}-cdf.png"));
-    if cdf_chart(report, &cdf)? {
-        written.push(cdf);
-    }
+    let rows: Vec<(&str, f64)> =
+        report.rows.iter().filter_map(|r| r.primary(scenario).map(|v| (r.target.as_str(), v))).collect();
+    let (metric, higher_better) = scenario.primary();
+    let caption = format!(
+        "{name}: {metric} per target ({} is better), one core each",
+        if higher_better { "higher" } else { "lower" }
+    );
+    let file = format!("{name}-{}.png", if scenario == Scenario::Latency { "p99" } else { "throughput" });
+    let format = |v: f64| format_metric(scenario, v);
+    draw(file.clone(), bar_chart(&dir.join(&file), &caption, metric, &rows, format))?;
+    let file = format!("{name}-cdf.png");
+    draw(file.clone(), cdf_chart(report, &dir.join(&file), &|_| true))?;
     Ok(written)
 }
 
@@ -59,22 +90,20 @@ fn format_metric(scenario: Scenario, v: f64) -> String {
     }
 }
 
-fn bar_chart(report: &Report, path: &Path) -> anyhow::Result<bool> {
-    let scenario = report.scenario;
-    let rows: Vec<(&str, f64)> =
-        report.rows.iter().filter_map(|r| r.primary(scenario).map(|v| (r.target.as_str(), v))).collect();
+/// One bar per row (`(name, value)`), values written above the bars with `format`.
+fn bar_chart(
+    path: &Path,
+    caption: &str,
+    metric: &str,
+    rows: &[(&str, f64)],
+    format: impl Fn(f64) -> String,
+) -> anyhow::Result<bool> {
     if rows.is_empty() {
         return Ok(false);
     }
-    let (metric, higher_better) = scenario.primary();
     let top = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1.0) * 1.18;
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
-    let caption = format!(
-        "{}: {metric} per target ({} is better), one core each",
-        scenario.name(),
-        if higher_better { "higher" } else { "lower" }
-    );
     let n = rows.len() as i32;
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, ("sans-serif", 22))
@@ -93,7 +122,7 @@ fn bar_chart(report: &Report, path: &Path) -> anyhow::Result<bool> {
             }
             SegmentValue::Last => String::new(),
         })
-        .y_label_formatter(&|v| format_metric(scenario, *v))
+        .y_label_formatter(&|v| format(*v))
         .y_desc(metric)
         .label_style(("sans-serif", 15))
         .draw()?;
@@ -105,17 +134,18 @@ fn bar_chart(report: &Report, path: &Path) -> anyhow::Result<bool> {
         bar
     }))?;
     chart.draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
-        Text::new(format_metric(scenario, *v), (SegmentValue::CenterOf(i as i32), *v + top * 0.02), ("sans-serif", 16))
+        Text::new(format(*v), (SegmentValue::CenterOf(i as i32), *v + top * 0.02), ("sans-serif", 16))
     }))?;
     root.present().with_context(|| format!("writing {}", path.display()))?;
     Ok(true)
 }
 
-fn cdf_chart(report: &Report, path: &Path) -> anyhow::Result<bool> {
+/// The latency CDF of the report's rows that `keep` selects, one line each.
+fn cdf_chart(report: &Report, path: &Path, keep: &dyn Fn(&Row) -> bool) -> anyhow::Result<bool> {
     let rows: Vec<(&str, &[[f64; 2]])> = report
         .rows
         .iter()
-        .filter(|r| r.status.starts_with("ok"))
+        .filter(|r| r.status.starts_with("ok") && keep(r))
         .filter_map(|r| r.latency.as_ref().map(|l| (r.target.as_str(), l.cdf.as_slice())))
         .filter(|(_, cdf)| !cdf.is_empty())
         .collect();

@@ -2,7 +2,7 @@
 //! shares ([`Common`]) and its own.
 
 use crate::target::Target;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +29,8 @@ pub enum Command {
     Connections(ConnectionsArgs),
     /// Concurrent request/reply calls into a module: calls/s and latency.
     Calls(CallsArgs),
+    /// Fan-out across 3 chorus nodes sharing one redis-server, against a single node in the same run.
+    Cluster(ClusterArgs),
     /// Every scenario with its defaults, against every target (the full matrix).
     All(AllArgs),
     /// The raw-limit server (started by the harness itself).
@@ -79,6 +81,10 @@ pub struct Common {
     #[arg(long, default_value = "node")]
     #[serde(skip)]
     pub node_bin: PathBuf,
+    /// The redis-server binary (cluster scenario).
+    #[arg(long, default_value = "redis-server")]
+    #[serde(skip)]
+    pub redis_bin: PathBuf,
     /// The Socket.IO peer's folder (after `npm ci` in it).
     #[arg(long, default_value = "bench/peers/socketio")]
     #[serde(skip)]
@@ -198,6 +204,48 @@ pub struct CallsArgs {
     pub common: Common,
 }
 
+/// Where the `cluster` scenario's publishers connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishFrom {
+    /// Every publisher on node A: each delivery on B and C crosses Redis.
+    A,
+    /// `--publishers` on every node: each node both sends to and receives from the others.
+    Every,
+}
+
+/// `cluster` options.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ClusterArgs {
+    /// Subscribers, spread evenly over the nodes (subscriber i on node i mod nodes), all on one topic.
+    #[arg(long, default_value_t = 300)]
+    pub subscribers: usize,
+    /// chorus nodes sharing the Redis (the baseline is always one node without Redis).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Where publishers connect: `a` (all on the first node) or `every` (--publishers on each node).
+    #[arg(long, value_enum, default_value_t = PublishFrom::A)]
+    pub publish_from: PublishFrom,
+    /// Publishers per publishing node (the single node gets as many in all).
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Throughput phase: messages in flight at most (until every subscriber on every node has them).
+    #[arg(long, default_value_t = 1024)]
+    pub inflight: u64,
+    /// Latency phase: publishes per second in all. Default: half the publishes per second the cluster
+    /// sustained in the throughput phase of the same target, so both setups run below their limit.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Use the cluster nodes already running here (HTTP/WebSocket addresses, comma separated, the first
+    /// is node A) instead of starting Redis and the nodes; the single node is then --attach-http.
+    #[arg(long, value_delimiter = ',', requires = "attach_http")]
+    #[serde(skip)]
+    pub attach_nodes: Vec<SocketAddr>,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
 /// `all` options: the shared ones and the main size of each scenario.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct AllArgs {
@@ -218,6 +266,13 @@ pub struct AllArgs {
     pub common: Common,
 }
 
+impl ClusterArgs {
+    /// Nodes in the cluster: the attached ones, or `--nodes`.
+    pub fn node_count(&self) -> usize {
+        if self.attach_nodes.is_empty() { self.nodes } else { self.attach_nodes.len() }
+    }
+}
+
 impl Command {
     /// The shared options, for commands that run scenarios.
     pub fn common(&self) -> Option<&Common> {
@@ -227,6 +282,7 @@ impl Command {
             Self::Latency(a) => Some(&a.common),
             Self::Connections(a) => Some(&a.common),
             Self::Calls(a) => Some(&a.common),
+            Self::Cluster(a) => Some(&a.common),
             Self::All(a) => Some(&a.common),
             Self::RawServer { .. } => None,
         }

@@ -1,8 +1,11 @@
 //! Runs a scenario against each target in turn (a fresh server per target, so memory and CPU are the
-//! target's alone), then prints the table, writes the JSON and draws the charts.
+//! target's alone; `cluster` starts its own servers, see [`crate::cluster`]), then prints the table,
+//! writes the JSON and draws the charts.
 
 use crate::calls;
-use crate::cli::{AllArgs, CallsArgs, Command, Common, ConnectionsArgs, FanoutArgs, LatencyArgs, TopicsArgs};
+use crate::cli::{
+    AllArgs, CallsArgs, ClusterArgs, Command, Common, ConnectionsArgs, FanoutArgs, LatencyArgs, PublishFrom, TopicsArgs,
+};
 use crate::conn::{Dialer, Proto, quic_endpoint};
 use crate::connections;
 use crate::measure::{Phases, Sampler};
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 /// Closed-loop runs record the latency of one delivery in this many: at millions of deliveries per
 /// second the generator's time is better spent receiving, and thousands of samples remain.
-const CLOSED_LOOP_LATENCY_EVERY: u64 = 16;
+pub const CLOSED_LOOP_LATENCY_EVERY: u64 = 16;
 
 /// Descriptors kept free for everything but the held connections (listeners, pipes, logs, the server's
 /// own files) when the open-file limit caps a TCP connection storm.
@@ -32,6 +35,7 @@ enum Spec {
     Latency(LatencyArgs),
     Connections(ConnectionsArgs),
     Calls(CallsArgs),
+    Cluster(ClusterArgs),
 }
 
 impl Spec {
@@ -42,6 +46,7 @@ impl Spec {
             Self::Latency(_) => Scenario::Latency,
             Self::Connections(_) => Scenario::Connections,
             Self::Calls(_) => Scenario::Calls,
+            Self::Cluster(_) => Scenario::Cluster,
         }
     }
 
@@ -52,6 +57,7 @@ impl Spec {
             Self::Latency(a) => &a.common,
             Self::Connections(a) => &a.common,
             Self::Calls(a) => &a.common,
+            Self::Cluster(a) => &a.common,
         }
     }
 
@@ -62,15 +68,21 @@ impl Spec {
             Self::Latency(a) => serde_json::to_value(a)?,
             Self::Connections(a) => serde_json::to_value(a)?,
             Self::Calls(a) => serde_json::to_value(a)?,
+            Self::Cluster(a) => serde_json::to_value(a)?,
         })
     }
 
     fn notes(&self) -> Vec<String> {
         let common = self.common();
-        let mut notes = vec![if common.no_pin {
-            "server and generator were not pinned: they shared the machine's cores".to_owned()
-        } else {
-            "server pinned to CPU 0, generator to CPU 1: every target gets one core".to_owned()
+        let mut notes = vec![match (common.no_pin, self) {
+            (true, _) => "server and generator were not pinned: they shared the machine's cores".to_owned(),
+            (false, Self::Cluster(a)) => format!(
+                "every server process pinned to CPU 0 (the single node alone; the cluster's redis-server and \
+                 {} chorus nodes together), the generator to CPU 1: the cluster shares the one core the single \
+                 node has to itself",
+                a.node_count()
+            ),
+            (false, _) => "server pinned to CPU 0, generator to CPU 1: every target gets one core".to_owned(),
         }];
         let closed = |inflight: u64| {
             format!(
@@ -100,6 +112,29 @@ impl Spec {
                  responder connection in the generator (request/reply, two hops), the raw server echoes"
                     .to_owned(),
             ),
+            Self::Cluster(a) => {
+                notes.push(format!(
+                    "{} subscribers on one topic, subscriber i on node i mod {}; publishers: {}",
+                    a.subscribers,
+                    a.node_count(),
+                    match a.publish_from {
+                        PublishFrom::A => format!("{} on node A", a.publishers),
+                        PublishFrom::Every => format!("{} on every node", a.publishers),
+                    }
+                ));
+                notes.push(closed(a.inflight).replace("closed loop", "throughput: closed loop"));
+                notes.push(match a.rate {
+                    Some(rate) => format!("latency: open loop at {rate} publishes/s, from the intended send time"),
+                    None => "latency: open loop at half the publishes/s the cluster sustained in the throughput \
+                             phase, from the intended send time"
+                        .to_owned(),
+                });
+                notes.push(
+                    "a fresh redis-server and fresh nodes for each phase; the single node runs without Redis \
+                     (embedded store), the cluster nodes with --redis-url and --store redis"
+                        .to_owned(),
+                );
+            }
         }
         notes
     }
@@ -113,6 +148,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Latency(a) => vec![Spec::Latency(a)],
         Command::Connections(a) => vec![Spec::Connections(a)],
         Command::Calls(a) => vec![Spec::Calls(a)],
+        Command::Cluster(a) => vec![Spec::Cluster(a)],
         Command::All(a) => all(a),
         Command::RawServer { .. } => bail!("raw-server is not a scenario"),
     };
@@ -157,6 +193,7 @@ fn launcher(common: &Common) -> Launcher {
         chorus_bin: common.chorus_bin.clone(),
         nats_bin: common.nats_bin.clone(),
         node_bin: common.node_bin.clone(),
+        redis_bin: common.redis_bin.clone(),
         socketio_dir: common.socketio_dir.clone(),
         jwt_secret: common.jwt_secret.clone(),
         pin: !common.no_pin,
@@ -177,6 +214,11 @@ async fn run_spec(spec: &Spec) -> anyhow::Result<Report> {
     if !(common.warmup >= 0.0 && common.duration > 0.0) {
         bail!("--warmup must be ≥ 0 and --duration > 0");
     }
+    if let Spec::Cluster(a) = spec
+        && a.node_count() == 0
+    {
+        bail!("--nodes must be at least 1");
+    }
     let scenario = spec.scenario();
     let launcher = launcher(common);
     let mut report = Report {
@@ -189,8 +231,20 @@ async fn run_spec(spec: &Spec) -> anyhow::Result<Report> {
         notes: spec.notes(),
         rows: Vec::new(),
     };
-    for &target in &common.targets {
+    let mut targets = common.targets.clone();
+    if let Spec::Cluster(_) = spec {
+        let skipped: Vec<&str> = targets.iter().filter(|t| !t.is_chorus()).map(|t| t.name()).collect();
+        if !skipped.is_empty() {
+            eprintln!("cluster: skipping {} (cluster mode is chorus's)", skipped.join(", "));
+        }
+        targets.retain(|t| t.is_chorus());
+    }
+    for target in targets {
         eprintln!("{} × {}", scenario.name(), target.name());
+        if let Spec::Cluster(a) = spec {
+            report.rows.extend(crate::cluster::run_target(a, target, &launcher).await);
+            continue;
+        }
         let row = match run_target(spec, target, &launcher).await {
             Ok(row) => row,
             Err(e) => Row::failed(target.name(), &e),
@@ -218,7 +272,7 @@ async fn run_spec(spec: &Spec) -> anyhow::Result<Report> {
 
 /// A command line as it can be published: paths under the working directory made relative, and
 /// temporary directories (which differ per run) shown as `<tmp>`.
-fn portable(command: &str) -> String {
+pub fn portable(command: &str) -> String {
     let cwd = std::env::current_dir().ok().map(|d| format!("{}/", d.display()));
     let tmp = format!("{}/", std::env::temp_dir().display());
     command
@@ -255,8 +309,9 @@ async fn run_target(spec: &Spec, target: Target, launcher: &Launcher) -> anyhow:
     }
 }
 
-async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Result<Row> {
-    let common = spec.common();
+/// How the generator reaches `server` as `target` (a QUIC endpoint of its own for QUIC: it trusts the
+/// server's certificate only). Close the endpoint with [`close_dialer`].
+pub fn dialer(target: Target, server: &Running, payload_len: usize) -> anyhow::Result<Dialer> {
     let quic = match target.proto() {
         Proto::ChorusQuic => {
             let cert = server.quic_cert.as_ref().ok_or_else(|| anyhow!("no QUIC certificate for {}", target.name()))?;
@@ -268,8 +323,19 @@ async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Resul
         Some(_) => server.quic.ok_or_else(|| anyhow!("the server has no QUIC listener"))?,
         None => server.http,
     };
-    let mut dialer =
-        Dialer { proto: target.proto(), addr, quic: quic.clone(), token: None, payload_len: common.payload };
+    Ok(Dialer { proto: target.proto(), addr, quic, token: None, payload_len })
+}
+
+/// Closes the dialer's QUIC endpoint, if it has one.
+pub fn close_dialer(dialer: &Dialer) {
+    if let Some(endpoint) = &dialer.quic {
+        endpoint.close(quinn::VarInt::from_u32(1000), b"bench done");
+    }
+}
+
+async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Result<Row> {
+    let common = spec.common();
+    let mut dialer = dialer(target, server, common.payload)?;
     let sampler = Sampler::new(server.pid);
     let warmup = Duration::from_secs_f64(common.warmup);
     let length = Duration::from_secs_f64(common.duration);
@@ -279,12 +345,12 @@ async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Resul
             let plan = pubsub::Plan {
                 topics: vec!["fanout".to_owned()],
                 subscriptions: vec![vec![0]; a.subscribers],
-                publishers: 1,
+                publishers: vec![0],
                 route: Rc::new(|_| 0),
                 load: a.rate.map_or(Load::Closed { inflight: a.inflight }, |rate| Load::Open { rate }),
                 latency_every: if a.rate.is_some() { 1 } else { CLOSED_LOOP_LATENCY_EVERY },
             };
-            pubsub_row(target, pubsub::run(&plan, &dialer, &phases(), &sampler).await?)
+            pubsub_row(target.name(), pubsub::run(&plan, std::slice::from_ref(&dialer), &phases(), &sampler).await?)
         }
         Spec::Topics(a) => {
             let (n, k) = (a.connections.max(1), a.hot_topics.max(1));
@@ -294,7 +360,7 @@ async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Resul
             let plan = pubsub::Plan {
                 topics,
                 subscriptions: (0..n).map(|i| vec![i, n + i % k]).collect(),
-                publishers: a.publishers.max(1),
+                publishers: vec![0; a.publishers.max(1)],
                 route: Rc::new(move |index| {
                     let h = mix(index);
                     if h % 100 < hot_percent {
@@ -306,18 +372,18 @@ async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Resul
                 load: a.rate.map_or(Load::Closed { inflight: a.inflight }, |rate| Load::Open { rate }),
                 latency_every: if a.rate.is_some() { 1 } else { CLOSED_LOOP_LATENCY_EVERY },
             };
-            pubsub_row(target, pubsub::run(&plan, &dialer, &phases(), &sampler).await?)
+            pubsub_row(target.name(), pubsub::run(&plan, std::slice::from_ref(&dialer), &phases(), &sampler).await?)
         }
         Spec::Latency(a) => {
             let plan = pubsub::Plan {
                 topics: vec!["latency".to_owned()],
                 subscriptions: vec![vec![0]; a.subscribers],
-                publishers: 1,
+                publishers: vec![0],
                 route: Rc::new(|_| 0),
                 load: Load::Open { rate: a.rate },
                 latency_every: 1,
             };
-            pubsub_row(target, pubsub::run(&plan, &dialer, &phases(), &sampler).await?)
+            pubsub_row(target.name(), pubsub::run(&plan, std::slice::from_ref(&dialer), &phases(), &sampler).await?)
         }
         Spec::Connections(a) => {
             // TCP connections need a descriptor each, in the generator and in the server (which inherits
@@ -382,10 +448,9 @@ async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Resul
             }
             row
         }
+        Spec::Cluster(_) => bail!("the cluster scenario starts its own servers"),
     };
-    if let Some(endpoint) = quic {
-        endpoint.close(quinn::VarInt::from_u32(1000), b"bench done");
-    }
+    close_dialer(&dialer);
     Ok(row)
 }
 
@@ -397,8 +462,9 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-fn pubsub_row(target: Target, out: pubsub::Outcome) -> Row {
-    let mut row = Row::new(target.name());
+/// The row of a pub/sub run.
+pub fn pubsub_row(name: &str, out: pubsub::Outcome) -> Row {
+    let mut row = Row::new(name);
     row.set_sample(&out.sample);
     let secs = out.sample.seconds.max(1e-9);
     row.throughput = Some(Throughput {
@@ -409,6 +475,8 @@ fn pubsub_row(target: Target, out: pubsub::Outcome) -> Row {
         published: out.published,
         published_per_sec: out.published as f64 / secs,
         delivery_ratio: (out.expected > 0).then(|| out.delivered as f64 / out.expected as f64),
+        surplus: out.surplus,
+        out_of_order: out.out_of_order,
     });
     row.latency = Latency::of(&out.latency);
     row.errors = out.errors;

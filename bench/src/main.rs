@@ -3,16 +3,19 @@
 //!
 //! Layout:
 //! - [`cli`]: the command line; [`harness`]: runs a scenario over the targets and reports.
-//! - Scenarios: [`pubsub`] (fanout, topics, latency), [`connections`], [`calls`].
+//! - Scenarios: [`pubsub`] (fanout, topics, latency), [`connections`], [`calls`], [`cluster`] (pub/sub
+//!   across chorus nodes sharing one Redis, against a single node).
 //! - The generator's client side: [`conn`] (transports and dialects), [`ws`] (WebSocket framing),
 //!   [`stamp`] (the timestamped payload).
-//! - The servers: [`servers`] (start, pin, stop), [`raw_server`] (the raw limit), [`target`].
+//! - The servers: [`servers`] (start, pin, stop; redis-server for `cluster`), [`raw_server`] (the raw
+//!   limit), [`target`].
 //! - Measurement and output: [`measure`], [`procstat`], [`affinity`], [`report`], [`charts`].
 
 mod affinity;
 mod calls;
 mod charts;
 mod cli;
+mod cluster;
 mod conn;
 mod connections;
 mod harness;

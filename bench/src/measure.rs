@@ -3,6 +3,7 @@
 
 use crate::procstat::{self, CpuMeter};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 use std::time::{Duration, Instant};
 
 /// Runs shorter than this get no progress bar.
@@ -90,27 +91,42 @@ impl Phases {
     }
 }
 
-/// CPU and memory of the server and the generator over a window.
-#[derive(Debug, Clone, Copy, Default)]
+/// CPU and memory of one server process over a window.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessSample {
+    /// Its role in the run: `chorus`, `node-a`, `redis`, …
+    pub name: String,
+    /// Its process id.
+    pub pid: u32,
+    /// CPU used, in cores (1.0 = one core busy the whole window).
+    pub cpu: f64,
+    /// Resident memory at the end of the window.
+    pub rss_bytes: Option<u64>,
+}
+
+/// CPU and memory of the server(s) and the generator over a window.
+#[derive(Debug, Clone, Default)]
 pub struct Sample {
     /// Wall-clock length of the window.
     pub seconds: f64,
-    /// Server CPU in cores (unknown without a pid).
+    /// Server CPU in cores, summed over the server processes (unknown without a pid).
     pub server_cpu: Option<f64>,
     /// Generator CPU in cores.
     pub generator_cpu: f64,
-    /// Server resident memory at the end of the window.
+    /// Server resident memory at the end of the window, summed over the server processes.
     pub server_rss: Option<u64>,
+    /// Each server process (one for every scenario but `cluster`).
+    pub processes: Vec<ProcessSample>,
 }
 
-/// Samples the server process (when its pid is known) and this process.
+/// Samples the server processes (those whose pid is known) and this process.
 pub struct Sampler {
-    server_pid: Option<u32>,
+    servers: Vec<(String, u32)>,
 }
 
 /// A window being sampled.
 pub struct Open {
-    server: Option<CpuMeter>,
+    servers: Vec<CpuMeter>,
     generator: CpuMeter,
     at: Instant,
 }
@@ -118,18 +134,24 @@ pub struct Open {
 impl Sampler {
     /// A sampler for the server with `server_pid`.
     pub fn new(server_pid: Option<u32>) -> Self {
-        Self { server_pid }
+        Self::processes(server_pid.map(|pid| ("server".to_owned(), pid)))
     }
 
-    /// The server's resident memory now.
+    /// A sampler for several server processes (a cluster's nodes and its Redis), each with its role.
+    pub fn processes(servers: impl IntoIterator<Item = (String, u32)>) -> Self {
+        Self { servers: servers.into_iter().collect() }
+    }
+
+    /// The servers' resident memory now (summed).
     pub fn server_rss(&self) -> Option<u64> {
-        self.server_pid.and_then(|p| procstat::rss_bytes(p).ok())
+        let each: Option<Vec<u64>> = self.servers.iter().map(|(_, pid)| procstat::rss_bytes(*pid).ok()).collect();
+        each.filter(|e| !e.is_empty()).map(|e| e.iter().sum())
     }
 
     /// Starts a window.
     pub fn begin(&self) -> anyhow::Result<Open> {
         Ok(Open {
-            server: self.server_pid.map(CpuMeter::start).transpose()?,
+            servers: self.servers.iter().map(|(_, pid)| CpuMeter::start(*pid)).collect::<anyhow::Result<_>>()?,
             generator: CpuMeter::start(std::process::id())?,
             at: Instant::now(),
         })
@@ -137,11 +159,22 @@ impl Sampler {
 
     /// Ends a window.
     pub fn end(&self, open: Open) -> anyhow::Result<Sample> {
+        let mut processes = Vec::with_capacity(self.servers.len());
+        for ((name, pid), meter) in self.servers.iter().zip(&open.servers) {
+            processes.push(ProcessSample {
+                name: name.clone(),
+                pid: *pid,
+                cpu: meter.cores()?,
+                rss_bytes: procstat::rss_bytes(*pid).ok(),
+            });
+        }
+        let known = !processes.is_empty();
         Ok(Sample {
             seconds: open.at.elapsed().as_secs_f64(),
-            server_cpu: open.server.as_ref().map(CpuMeter::cores).transpose()?,
+            server_cpu: known.then(|| processes.iter().map(|p| p.cpu).sum()),
             generator_cpu: open.generator.cores()?,
             server_rss: self.server_rss(),
+            processes,
         })
     }
 }

@@ -1,6 +1,8 @@
-//! The publish/subscribe engine behind `fanout`, `topics` and `latency`: subscriber connections that
-//! count and time every delivery, and publishers that either keep a bounded number of messages in
-//! flight (closed loop) or send on a fixed schedule (open loop).
+//! The publish/subscribe engine behind `fanout`, `topics`, `latency` and `cluster`: subscriber
+//! connections that count and time every delivery, and publishers that either keep a bounded number of
+//! messages in flight (closed loop) or send on a fixed schedule (open loop). The target may be several
+//! nodes (`cluster`): subscriber `i` connects to node `i mod nodes`, each publisher to the node its plan
+//! names.
 //!
 //! Everything runs on the generator's single thread (a `LocalSet`), so the shared state is plain
 //! `Cell`s: no atomics on the per-delivery path.
@@ -59,8 +61,8 @@ pub struct Plan {
     pub topics: Vec<String>,
     /// For each subscriber connection, the topics (indices into `topics`) it subscribes to.
     pub subscriptions: Vec<Vec<usize>>,
-    /// Publisher connections.
-    pub publishers: usize,
+    /// Publisher connections: the node (index into the dialers given to [`run`]) of each.
+    pub publishers: Vec<usize>,
     /// The topic of message `i`.
     pub route: Rc<dyn Fn(u64) -> usize>,
     /// Pacing.
@@ -94,6 +96,11 @@ pub struct Outcome {
     pub first_disconnect: Option<String>,
     /// The closed loop had stopped making progress by the end of the window.
     pub stalled: bool,
+    /// Closed loop: deliveries of a message every subscriber of its topic already had (duplicates).
+    pub surplus: u64,
+    /// Deliveries whose index was not above the subscriber's previous one (a duplicate or a reordering);
+    /// counted only with one publisher and one topic per subscriber, where the order is defined.
+    pub out_of_order: Option<u64>,
     /// CPU and memory over the window.
     pub sample: crate::measure::Sample,
 }
@@ -139,17 +146,20 @@ impl Window {
         }
     }
 
-    fn delivered(&self, index: u64) {
+    /// Counts a delivery of message `index`; false when the message was already complete.
+    fn delivered(&self, index: u64) -> bool {
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[(index & self.mask) as usize];
-        if *slot > 0 {
-            *slot -= 1;
-            if *slot == 0 {
-                self.open.set(self.open.get() - 1);
-                self.last_progress.set(Instant::now());
-                self.wake.notify_waiters();
-            }
+        if *slot == 0 {
+            return false;
         }
+        *slot -= 1;
+        if *slot == 0 {
+            self.open.set(self.open.get() - 1);
+            self.last_progress.set(Instant::now());
+            self.wake.notify_waiters();
+        }
+        true
     }
 }
 
@@ -171,21 +181,32 @@ struct Flow {
     disconnects: Cell<u64>,
     first_disconnect: RefCell<Option<String>>,
     stalled: Cell<bool>,
+    surplus: Cell<u64>,
+    out_of_order: Cell<u64>,
+    check_order: bool,
     window: Option<Window>,
     fanout: Vec<u32>,
     route: Rc<dyn Fn(u64) -> usize>,
 }
 
 impl Flow {
-    fn on_message(&self, m: Incoming<'_>, now: u64) {
+    /// Handles one message read by a connection; `last` is the index of the connection's previous
+    /// delivery (for the order check).
+    fn on_message(&self, m: Incoming<'_>, now: u64, last: &mut Option<u64>) {
         match m {
             Incoming::Event { payload, .. } => {
                 let Some((sent, index)) = stamp::read(payload) else { return };
-                if let Some(w) = &self.window {
-                    w.delivered(index);
-                }
+                let fresh = self.window.as_ref().is_none_or(|w| w.delivered(index));
+                let in_order = !self.check_order || last.is_none_or(|l| index > l);
+                *last = Some(index);
                 self.all_delivered.set(self.all_delivered.get() + 1);
                 if self.measuring.get() {
+                    if !fresh {
+                        self.surplus.set(self.surplus.get() + 1);
+                    }
+                    if !in_order {
+                        self.out_of_order.set(self.out_of_order.get() + 1);
+                    }
                     self.delivered.set(self.delivered.get() + 1);
                     self.payload_bytes.set(self.payload_bytes.get() + payload.len() as u64);
                     let n = self.sample_counter.get() + 1;
@@ -231,12 +252,23 @@ pub async fn connect_all(
     count: usize,
     topics: impl Fn(usize) -> Vec<String>,
 ) -> anyhow::Result<Vec<Conn>> {
+    connect_on(std::slice::from_ref(dialer), |_| 0, count, topics).await
+}
+
+/// As [`connect_all`], client `i` connecting to node `node(i)` (an index into `nodes`).
+pub async fn connect_on(
+    nodes: &[Dialer],
+    node: impl Fn(usize) -> usize,
+    count: usize,
+    topics: impl Fn(usize) -> Vec<String>,
+) -> anyhow::Result<Vec<Conn>> {
     let mut conns: Vec<Option<Conn>> = (0..count).map(|_| None).collect();
     let mut pending = JoinSet::new();
     let mut next = 0;
     while next < count || !pending.is_empty() {
         while next < count && pending.len() < SETUP_PARALLELISM {
-            let (dialer, subs, i) = (dialer.clone(), topics(next), next);
+            let dialer = nodes.get(node(next)).ok_or_else(|| anyhow::anyhow!("no node {}", node(next)))?.clone();
+            let (subs, i) = (topics(next), next);
             pending.spawn_local(async move {
                 let mut conn = dialer.connect(source_ip(i)).await?;
                 if !subs.is_empty() {
@@ -264,19 +296,26 @@ pub fn source_ip(i: usize) -> Option<Ipv4Addr> {
     (n > 0).then(|| Ipv4Addr::new(127, 0, 0, 1 + (n % 250) as u8))
 }
 
-/// Runs `plan` against one target: sets up, warms up, measures, tears down.
-pub async fn run(plan: &Plan, dialer: &Dialer, phases: &Phases, sampler: &Sampler) -> anyhow::Result<Outcome> {
+/// Runs `plan` against one target, served by one node or several (`nodes`, one dialer each): sets up,
+/// warms up, measures, tears down.
+pub async fn run(plan: &Plan, nodes: &[Dialer], phases: &Phases, sampler: &Sampler) -> anyhow::Result<Outcome> {
+    if nodes.is_empty() {
+        anyhow::bail!("no node to connect to");
+    }
     let mut fanout = vec![0u32; plan.topics.len()];
     for subs in &plan.subscriptions {
         for &t in subs {
             fanout[t] += 1;
         }
     }
-    let subscribers = connect_all(dialer, plan.subscriptions.len(), |i| {
-        plan.subscriptions[i].iter().map(|&t| plan.topics[t].clone()).collect()
-    })
+    let subscribers = connect_on(
+        nodes,
+        |i| i % nodes.len(),
+        plan.subscriptions.len(),
+        |i| plan.subscriptions[i].iter().map(|&t| plan.topics[t].clone()).collect(),
+    )
     .await?;
-    let publishers = connect_all(dialer, plan.publishers, |_| Vec::new()).await?;
+    let publishers = connect_on(nodes, |j| plan.publishers[j], plan.publishers.len(), |_| Vec::new()).await?;
 
     let flow = Rc::new(Flow {
         measuring: Cell::new(false),
@@ -295,6 +334,9 @@ pub async fn run(plan: &Plan, dialer: &Dialer, phases: &Phases, sampler: &Sample
         disconnects: Cell::new(0),
         first_disconnect: RefCell::new(None),
         stalled: Cell::new(false),
+        surplus: Cell::new(0),
+        out_of_order: Cell::new(0),
+        check_order: plan.publishers.len() == 1 && plan.subscriptions.iter().all(|s| s.len() == 1),
         window: match plan.load {
             Load::Closed { inflight } => Some(Window::new(inflight)),
             Load::Open { .. } => None,
@@ -343,12 +385,15 @@ pub async fn run(plan: &Plan, dialer: &Dialer, phases: &Phases, sampler: &Sample
         disconnects: flow.disconnects.get(),
         first_disconnect: flow.first_disconnect.into_inner(),
         stalled: flow.stalled.get(),
+        surplus: flow.surplus.get(),
+        out_of_order: flow.check_order.then(|| flow.out_of_order.get()),
         sample,
     })
 }
 
 /// Reads deliveries until the connection ends.
 async fn subscriber(mut conn: Conn, flow: Rc<Flow>) {
+    let mut last = None;
     let result = async {
         loop {
             let n = conn.fill().await?;
@@ -356,7 +401,7 @@ async fn subscriber(mut conn: Conn, flow: Rc<Flow>) {
             if flow.measuring.get() {
                 flow.wire_bytes.set(flow.wire_bytes.get() + n as u64);
             }
-            conn.drain(&mut |m| flow.on_message(m, now))?;
+            conn.drain(&mut |m| flow.on_message(m, now, &mut last))?;
             conn.flush_outbox().await?;
         }
     }
@@ -388,7 +433,7 @@ async fn publish_closed(mut conn: Conn, flow: Rc<Flow>, templates: Vec<(Vec<u8>,
                     read = conn.fill() => {
                         read?;
                         let now = stamp::now_nanos();
-                        conn.drain(&mut |m| flow.on_message(m, now))?;
+                        conn.drain(&mut |m| flow.on_message(m, now, &mut None))?;
                         conn.take_outbox(&mut batch);
                     }
                 }
@@ -439,7 +484,7 @@ async fn publish_open(mut conn: Conn, flow: Rc<Flow>, templates: Vec<(Vec<u8>, u
                     read = conn.fill() => {
                         read?;
                         let now = stamp::now_nanos();
-                        conn.drain(&mut |m| flow.on_message(m, now))?;
+                        conn.drain(&mut |m| flow.on_message(m, now, &mut None))?;
                         conn.take_outbox(&mut batch);
                     }
                 }

@@ -1,7 +1,8 @@
-//! Results: one [`Row`] per target, the [`Report`] of a scenario (written as JSON), the table printed on
-//! stdout, and the ratios against the chorus row.
+//! Results: one [`Row`] per target (per setup and phase in `cluster`), the [`Report`] of a scenario
+//! (written as JSON), the table printed on stdout, and the ratios against the chorus row (in `cluster`:
+//! against the single node).
 
-use crate::measure::{GENERATOR_SATURATED, Sample};
+use crate::measure::{GENERATOR_SATURATED, ProcessSample, Sample};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -24,6 +25,8 @@ pub enum Scenario {
     Connections,
     /// Request/reply calls.
     Calls,
+    /// Fan-out across cluster nodes sharing one Redis, against a single node.
+    Cluster,
 }
 
 impl Scenario {
@@ -35,13 +38,15 @@ impl Scenario {
             Self::Latency => "latency",
             Self::Connections => "connections",
             Self::Calls => "calls",
+            Self::Cluster => "cluster",
         }
     }
 
-    /// The headline metric, its label and unit, and whether higher is better.
+    /// The headline metric, its label and unit, and whether higher is better (`cluster`: of its
+    /// throughput rows; its latency rows are compared on p99).
     pub fn primary(self) -> (&'static str, bool) {
         match self {
-            Self::Fanout | Self::Topics => ("deliveries/s", true),
+            Self::Fanout | Self::Topics | Self::Cluster => ("deliveries/s", true),
             Self::Latency => ("p99 latency (µs)", false),
             Self::Connections => ("broker RSS per connection (bytes)", false),
             Self::Calls => ("calls/s", true),
@@ -110,6 +115,59 @@ pub struct Throughput {
     /// Deliveries / deliveries the window's publishes called for (≈1 when the target keeps up; the
     /// window's edges make it approximate).
     pub delivery_ratio: Option<f64>,
+    /// Closed loop: deliveries of a message every subscriber already had (duplicates; should be 0).
+    pub surplus: u64,
+    /// Deliveries not in publish order at their subscriber (duplicates or reorderings; should be 0).
+    /// Checked only with one publisher and one topic per subscriber.
+    pub out_of_order: Option<u64>,
+}
+
+/// What a `cluster` row measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Closed loop, bounded in flight: deliveries/s.
+    Throughput,
+    /// Open loop at a fixed rate: publish→deliver latency.
+    Latency,
+}
+
+impl Phase {
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Throughput => "throughput",
+            Self::Latency => "latency",
+        }
+    }
+}
+
+/// A `cluster` row's setup, and how it compares with the single node.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterRow {
+    /// The transport and codec (`chorus-msgpack`, …): rows of one target are compared.
+    pub target: String,
+    /// Throughput or latency.
+    pub phase: Phase,
+    /// chorus nodes serving the row: 1 for the single-node baseline (no Redis).
+    pub nodes: usize,
+    /// The node (`a`, `b`, …) of each publisher connection.
+    pub publisher_nodes: Vec<String>,
+    /// Latency phase: publishes per second offered.
+    pub rate: Option<f64>,
+    /// Cluster rows: this row's numbers ÷ the single node's, same target and phase.
+    pub vs_single: Option<VsSingle>,
+}
+
+/// Ratios of a cluster row to its single-node row.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct VsSingle {
+    /// Deliveries per second (throughput phase: the headline).
+    pub delivered_per_sec: Option<f64>,
+    /// Median latency (latency phase).
+    pub p50: Option<f64>,
+    /// 99th percentile latency (latency phase: the headline).
+    pub p99: Option<f64>,
 }
 
 /// Connection storm results.
@@ -175,6 +233,10 @@ pub struct Row {
     pub generator_saturated: bool,
     /// Server resident memory at the end of the window.
     pub server_rss_bytes: Option<u64>,
+    /// Each server process's CPU and memory (`server_cpu` and `server_rss_bytes` are their sums).
+    pub processes: Vec<ProcessSample>,
+    /// `cluster` scenario: setup, phase and ratios to the single node.
+    pub cluster: Option<ClusterRow>,
     /// Error frames seen.
     pub errors: u64,
     /// The first of them.
@@ -205,6 +267,8 @@ impl Row {
             generator_cpu: None,
             generator_saturated: false,
             server_rss_bytes: None,
+            processes: Vec::new(),
+            cluster: None,
             errors: 0,
             first_error: None,
             disconnects: 0,
@@ -226,6 +290,20 @@ impl Row {
         self.generator_cpu = Some(s.generator_cpu);
         self.generator_saturated = s.generator_cpu >= GENERATOR_SATURATED;
         self.server_rss_bytes = s.server_rss;
+        self.processes = s.processes.clone();
+    }
+
+    /// The phase of a `cluster` row.
+    pub fn phase(&self) -> Option<Phase> {
+        self.cluster.as_ref().map(|c| c.phase)
+    }
+
+    /// The row's name in notes: `cluster` rows add their phase (each setup has a row per phase).
+    pub fn label(&self) -> String {
+        match self.phase() {
+            Some(phase) => format!("{} ({})", self.target, phase.name()),
+            None => self.target.clone(),
+        }
     }
 
     /// The scenario's headline metric.
@@ -238,6 +316,10 @@ impl Row {
             Scenario::Latency => self.latency.as_ref().map(|l| l.p99_us as f64),
             Scenario::Connections => self.connections.as_ref().and_then(|c| c.rss_per_connection_bytes),
             Scenario::Calls => self.calls.as_ref().map(|c| c.ops_per_sec),
+            Scenario::Cluster => match self.phase()? {
+                Phase::Throughput => self.throughput.as_ref().map(|t| t.delivered_per_sec),
+                Phase::Latency => self.latency.as_ref().map(|l| l.p99_us as f64),
+            },
         }
     }
 }
@@ -292,8 +374,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// Sets each row's ratio to the chorus WS-MessagePack row (or the first chorus row measured).
+    /// Sets each row's ratio to the chorus WS-MessagePack row (or the first chorus row measured);
+    /// `cluster`: each cluster row's ratios to the single-node row of its target and phase.
     pub fn compute_ratios(&mut self) {
+        if self.scenario == Scenario::Cluster {
+            self.compute_cluster_ratios();
+            return;
+        }
         let base = ["chorus-msgpack", "chorus-json", "chorus-quic"]
             .iter()
             .find_map(|name| self.rows.iter().find(|r| r.target == *name).and_then(|r| r.primary(self.scenario)));
@@ -302,6 +389,40 @@ impl Report {
                 (Some(v), Some(b)) if b > 0.0 => Some(v / b),
                 _ => None,
             };
+        }
+    }
+
+    fn compute_cluster_ratios(&mut self) {
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        let rate = |r: &Row| r.throughput.as_ref().map(|t| t.delivered_per_sec);
+        let p50 = |r: &Row| r.latency.as_ref().map(|l| l.p50_us as f64);
+        let p99 = |r: &Row| r.latency.as_ref().map(|l| l.p99_us as f64);
+        let usable = |r: &Row| r.status.starts_with("ok");
+        let ratios: Vec<Option<VsSingle>> = self
+            .rows
+            .iter()
+            .map(|row| {
+                let c = row.cluster.as_ref().filter(|c| c.nodes > 1 && usable(row))?;
+                let single = self.rows.iter().find(|r| {
+                    usable(r)
+                        && r.cluster
+                            .as_ref()
+                            .is_some_and(|s| s.nodes == 1 && s.target == c.target && s.phase == c.phase)
+                })?;
+                Some(VsSingle {
+                    delivered_per_sec: ratio(rate(row), rate(single)),
+                    p50: (c.phase == Phase::Latency).then(|| ratio(p50(row), p50(single))).flatten(),
+                    p99: (c.phase == Phase::Latency).then(|| ratio(p99(row), p99(single))).flatten(),
+                })
+            })
+            .collect();
+        for (row, vs) in self.rows.iter_mut().zip(ratios) {
+            if let Some(c) = row.cluster.as_mut() {
+                c.vs_single = vs;
+            }
         }
     }
 
@@ -314,8 +435,6 @@ impl Report {
     /// The results table.
     pub fn table(&self) -> String {
         let (metric, _) = self.scenario.primary();
-        let mut header: Vec<&str> = vec!["target"];
-        let mut lines: Vec<Vec<String>> = Vec::new();
         let lat = |l: &Option<Latency>| -> Vec<String> {
             match l {
                 Some(l) => {
@@ -324,34 +443,68 @@ impl Report {
                 None => vec!["-".into(); 5],
             }
         };
+        let pubsub = |r: &Row| -> Vec<String> {
+            let mut line = vec![r.target.clone()];
+            match &r.throughput {
+                Some(t) => line.extend([si(t.delivered_per_sec), format!("{:.1}", t.wire_mb_per_sec)]),
+                None => line.extend(["-".into(), "-".into()]),
+            }
+            line.extend(lat(&r.latency));
+            line.extend(common_columns(r));
+            line
+        };
+        const PUBSUB: [&str; 12] =
+            ["target", "msg/s", "MB/s", "p50", "p90", "p99", "p99.9", "max", "srv CPU", "gen CPU", "RSS", "vs chorus"];
+        let mut out = String::new();
         match self.scenario {
             Scenario::Fanout | Scenario::Topics | Scenario::Latency => {
-                header.extend([
-                    "msg/s",
-                    "MB/s",
-                    "p50",
-                    "p90",
-                    "p99",
-                    "p99.9",
-                    "max",
-                    "srv CPU",
-                    "gen CPU",
-                    "RSS",
-                    "vs chorus",
-                ]);
-                for r in &self.rows {
-                    let mut line = vec![r.target.clone()];
-                    match &r.throughput {
-                        Some(t) => line.extend([si(t.delivered_per_sec), format!("{:.1}", t.wire_mb_per_sec)]),
-                        None => line.extend(["-".into(), "-".into()]),
+                out.push_str(&grid(&PUBSUB, self.rows.iter().map(pubsub).collect()));
+            }
+            Scenario::Cluster => {
+                for phase in [Phase::Throughput, Phase::Latency] {
+                    let rows: Vec<&Row> = self.rows.iter().filter(|r| r.phase() == Some(phase)).collect();
+                    if rows.is_empty() {
+                        continue;
                     }
-                    line.extend(lat(&r.latency));
-                    line.extend(common_columns(r));
-                    lines.push(line);
+                    let mut header = PUBSUB.to_vec();
+                    header.pop();
+                    let lines = rows
+                        .iter()
+                        .map(|r| {
+                            let mut line = pubsub(r);
+                            line.pop();
+                            let vs = r.cluster.as_ref().and_then(|c| c.vs_single);
+                            let x = |v: Option<f64>| v.map_or("-".into(), ratio);
+                            match phase {
+                                Phase::Throughput => line.push(x(vs.and_then(|v| v.delivered_per_sec))),
+                                Phase::Latency => {
+                                    line.extend([x(vs.and_then(|v| v.p50)), x(vs.and_then(|v| v.p99))]);
+                                }
+                            }
+                            line
+                        })
+                        .collect();
+                    let title = match phase {
+                        Phase::Throughput => {
+                            header.push("vs single");
+                            "throughput (closed loop)".to_owned()
+                        }
+                        Phase::Latency => {
+                            header.extend(["p50 vs single", "p99 vs single"]);
+                            let rate = rows.iter().find_map(|r| r.cluster.as_ref().and_then(|c| c.rate));
+                            match rate {
+                                Some(rate) => format!("latency (open loop, {} publishes/s)", si(rate)),
+                                None => "latency (open loop)".to_owned(),
+                            }
+                        }
+                    };
+                    let _ = writeln!(out, "{title}");
+                    out.push_str(&grid(&header, lines));
                 }
             }
             Scenario::Calls => {
-                header.extend([
+                let header = [
+                    "target",
                     "calls/s",
                     "p50",
                     "p90",
@@ -362,17 +515,23 @@ impl Report {
                     "gen CPU",
                     "RSS",
                     "vs chorus",
-                ]);
-                for r in &self.rows {
-                    let mut line = vec![r.target.clone()];
-                    line.push(r.calls.as_ref().map_or("-".into(), |c| si(c.ops_per_sec)));
-                    line.extend(lat(&r.latency));
-                    line.extend(common_columns(r));
-                    lines.push(line);
-                }
+                ];
+                let lines = self
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let mut line = vec![r.target.clone()];
+                        line.push(r.calls.as_ref().map_or("-".into(), |c| si(c.ops_per_sec)));
+                        line.extend(lat(&r.latency));
+                        line.extend(common_columns(r));
+                        line
+                    })
+                    .collect();
+                out.push_str(&grid(&header, lines));
             }
             Scenario::Connections => {
-                header.extend([
+                let header = [
+                    "target",
                     "held",
                     "failed",
                     "conn/s",
@@ -383,76 +542,111 @@ impl Report {
                     "srv CPU",
                     "gen CPU",
                     "vs chorus",
-                ]);
-                for r in &self.rows {
-                    let mut line = vec![r.target.clone()];
-                    match &r.connections {
-                        Some(c) => line.extend([
-                            (c.established - c.dropped_during_hold).to_string(),
-                            c.failed.to_string(),
-                            si(c.connect_per_sec),
-                            r.latency.as_ref().map_or("-".into(), |l| micros(l.p50_us as f64)),
-                            r.latency.as_ref().map_or("-".into(), |l| micros(l.p99_us as f64)),
-                            c.rss_per_connection_bytes.map_or("-".into(), bytes),
-                            c.rss_held_bytes.map_or("-".into(), |b| bytes(b as f64)),
-                            c.storm_server_cpu.map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
-                            gen_cpu(c.storm_generator_cpu),
-                        ]),
-                        None => line.extend(vec!["-".into(); 9]),
-                    }
-                    line.push(r.ratio_vs_chorus.map_or("-".into(), |x| format!("{x:.2}x")));
-                    lines.push(line);
-                }
+                ];
+                let lines = self
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let mut line = vec![r.target.clone()];
+                        match &r.connections {
+                            Some(c) => line.extend([
+                                (c.established - c.dropped_during_hold).to_string(),
+                                c.failed.to_string(),
+                                si(c.connect_per_sec),
+                                r.latency.as_ref().map_or("-".into(), |l| micros(l.p50_us as f64)),
+                                r.latency.as_ref().map_or("-".into(), |l| micros(l.p99_us as f64)),
+                                c.rss_per_connection_bytes.map_or("-".into(), bytes),
+                                c.rss_held_bytes.map_or("-".into(), |b| bytes(b as f64)),
+                                c.storm_server_cpu.map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
+                                gen_cpu(c.storm_generator_cpu),
+                            ]),
+                            None => line.extend(vec!["-".into(); 9]),
+                        }
+                        line.push(r.ratio_vs_chorus.map_or("-".into(), |x| format!("{x:.2}x")));
+                        line
+                    })
+                    .collect();
+                out.push_str(&grid(&header, lines));
             }
-        }
-        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-        for line in &lines {
-            for (w, cell) in widths.iter_mut().zip(line) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let mut out = String::new();
-        let render = |cells: Vec<String>, out: &mut String| {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .enumerate()
-                .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
-                .collect();
-            let _ = writeln!(out, "{}", padded.join("  ").trim_end());
-        };
-        render(header.iter().map(|h| h.to_string()).collect(), &mut out);
-        for line in lines {
-            render(line, &mut out);
         }
         for r in &self.rows {
+            let name = r.label();
             if r.status != "ok" {
-                let _ = writeln!(out, "  {}: {}", r.target, r.status);
+                let _ = writeln!(out, "  {name}: {}", r.status);
             }
             if let Some(note) = &r.note {
-                let _ = writeln!(out, "  {}: {note}", r.target);
+                let _ = writeln!(out, "  {name}: {note}");
             }
             if r.generator_saturated {
                 let _ = writeln!(
                     out,
-                    "  {}: the generator saturated its core (gen CPU marked !): this number is the generator's limit, not the server's",
-                    r.target
+                    "  {name}: the generator saturated its core (gen CPU marked !): this number is the generator's limit, not the server's",
                 );
             }
             if let Some(e) = &r.first_error {
-                let _ = writeln!(out, "  {}: {} error frame(s), first: {e}", r.target, r.errors);
+                let _ = writeln!(out, "  {name}: {} error frame(s), first: {e}", r.errors);
             }
             if let Some(d) = &r.first_disconnect {
-                let _ =
-                    writeln!(out, "  {}: {} connection(s) ended during the run, first: {d}", r.target, r.disconnects);
+                let _ = writeln!(out, "  {name}: {} connection(s) ended during the run, first: {d}", r.disconnects);
+            }
+            if let Some(t) = &r.throughput {
+                if t.surplus > 0 {
+                    let _ = writeln!(out, "  {name}: {} duplicate deliveries (message already complete)", t.surplus);
+                }
+                if let Some(n) = t.out_of_order.filter(|&n| n > 0) {
+                    let _ = writeln!(out, "  {name}: {n} deliveries out of publish order at their subscriber");
+                }
+            }
+            if r.processes.len() > 1 {
+                let each: Vec<String> =
+                    r.processes.iter().map(|p| format!("{} {:.0}%", p.name, p.cpu * 100.0)).collect();
+                let _ = writeln!(out, "  {name}: server CPU by process: {}", each.join(", "));
             }
         }
-        let _ = writeln!(out, "  vs chorus: {metric} relative to the chorus WS-MessagePack row");
+        if self.scenario == Scenario::Cluster {
+            let _ = writeln!(
+                out,
+                "  vs single: the cluster row ÷ the single-node row of the same target (msg/s; latency: p50, p99)"
+            );
+        } else {
+            let _ = writeln!(out, "  vs chorus: {metric} relative to the chorus WS-MessagePack row");
+        }
         for note in &self.notes {
             let _ = writeln!(out, "  note: {note}");
         }
         out
     }
+}
+
+/// Lays out a table: the first column left-aligned, the others right-aligned, each as wide as its
+/// widest cell.
+fn grid(header: &[&str], lines: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for line in &lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let render = |cells: Vec<String>, out: &mut String| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+            .collect();
+        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
+    };
+    render(header.iter().map(|h| h.to_string()).collect(), &mut out);
+    for line in lines {
+        render(line, &mut out);
+    }
+    out
+}
+
+/// A ratio with two decimals, three below 0.1 (a cluster at 3.5 % of the single node is not "0.03x").
+fn ratio(x: f64) -> String {
+    if x < 0.1 { format!("{x:.3}x") } else { format!("{x:.2}x") }
 }
 
 fn gen_cpu(cores: f64) -> String {
@@ -537,5 +731,60 @@ mod tests {
         report.compute_ratios();
         assert_eq!(report.rows[0].ratio_vs_chorus, Some(0.5));
         assert!(report.table().contains("0.50x"));
+    }
+
+    #[test]
+    fn cluster_rows_are_compared_with_the_single_node() {
+        let row = |setup: &str, phase: Phase, nodes: usize, rate: f64, p99: u64| {
+            let mut r = Row::new(&format!("chorus-msgpack {setup}"));
+            r.cluster = Some(ClusterRow {
+                target: "chorus-msgpack".to_owned(),
+                phase,
+                nodes,
+                publisher_nodes: vec!["a".to_owned()],
+                rate: None,
+                vs_single: None,
+            });
+            r.throughput = Some(Throughput {
+                delivered: 1,
+                delivered_per_sec: rate,
+                wire_mb_per_sec: 0.0,
+                payload_mb_per_sec: 0.0,
+                published: 1,
+                published_per_sec: 1.0,
+                delivery_ratio: None,
+                surplus: 0,
+                out_of_order: None,
+            });
+            let mut h = crate::pubsub::new_histogram();
+            h.record(p99).unwrap();
+            r.latency = Latency::of(&h);
+            r
+        };
+        let mut report = Report {
+            scenario: Scenario::Cluster,
+            command: String::new(),
+            commit: String::new(),
+            started_unix: 0,
+            machine: Machine::detect(false),
+            params: serde_json::Value::Null,
+            notes: Vec::new(),
+            rows: vec![
+                row("single", Phase::Throughput, 1, 400.0, 10),
+                row("cluster", Phase::Throughput, 3, 100.0, 10),
+                row("single", Phase::Latency, 1, 50.0, 1000),
+                row("cluster", Phase::Latency, 3, 50.0, 2000),
+            ],
+        };
+        report.compute_ratios();
+        let vs = |i: usize| report.rows[i].cluster.as_ref().and_then(|c| c.vs_single);
+        assert!(vs(0).is_none() && vs(2).is_none(), "single rows have no ratio");
+        assert_eq!(vs(1).and_then(|v| v.delivered_per_sec), Some(0.25));
+        assert_eq!(vs(1).and_then(|v| v.p99), None, "throughput rows compare msg/s only");
+        assert_eq!(vs(3).and_then(|v| v.p99), Some(2.0));
+        assert!(report.rows.iter().all(|r| r.ratio_vs_chorus.is_none()));
+        let table = report.table();
+        assert!(table.contains("throughput (closed loop)") && table.contains("latency (open loop)"), "{table}");
+        assert!(table.contains("0.25x") && table.contains("2.00x"), "{table}");
     }
 }

@@ -1,6 +1,6 @@
-//! Starting and stopping the server under test: chorus (the release binary), nats-server with its
-//! WebSocket listener, the Socket.IO peer on Node, and the raw-limit server (this binary's `raw-server`
-//! subcommand). Each runs as a child process pinned to [`SERVER_CPU`](crate::affinity::SERVER_CPU),
+//! Starting and stopping the server under test: chorus (the release binary, alone or as a cluster node),
+//! nats-server with its WebSocket listener, the Socket.IO peer on Node, the raw-limit server (this
+//! binary's `raw-server` subcommand), and the redis-server a chorus cluster shares. Each runs as a child process pinned to [`SERVER_CPU`](crate::affinity::SERVER_CPU),
 //! killed when dropped (`kill_on_drop`) and by the kernel if the harness dies (`PR_SET_PDEATHSIG`).
 //! A chorus node that is already listening can be attached to instead (the CI smoke test does that).
 
@@ -19,6 +19,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a server may take to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Ports tried for redis-server, which cannot report a port it chose: another process may take a
+/// probed free port before it binds it.
+const REDIS_PORT_ATTEMPTS: usize = 3;
 
 /// Which server a target runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +59,8 @@ pub struct Launcher {
     pub nats_bin: PathBuf,
     /// `node`.
     pub node_bin: PathBuf,
+    /// `redis-server` (cluster scenario).
+    pub redis_bin: PathBuf,
     /// Folder of the Socket.IO peer (with `node_modules` installed by `npm ci`).
     pub socketio_dir: PathBuf,
     /// HS256 secret given to chorus, for tokens the calls scenario needs.
@@ -87,16 +93,7 @@ impl Launcher {
     pub async fn start(&self, kind: ServerKind) -> anyhow::Result<Running> {
         match kind {
             ServerKind::Chorus => match &self.attach {
-                Some(a) => Ok(Running {
-                    pid: a.pid,
-                    http: a.http,
-                    quic: a.quic,
-                    quic_cert: a.quic_cert.clone(),
-                    command: format!("attached to chorus at {}", a.http),
-                    child: None,
-                    log: None,
-                    _dir: None,
-                }),
+                Some(a) => Ok(Running::attached(a)),
                 None => self.start_chorus().await,
             },
             ServerKind::Nats => self.start_nats().await,
@@ -123,6 +120,18 @@ impl Launcher {
     }
 
     async fn start_chorus(&self) -> anyhow::Result<Running> {
+        self.start_chorus_with(&[]).await
+    }
+
+    /// Starts a chorus cluster node: `redis` is the redis-server the cluster shares, `id` the node id.
+    /// `--store redis` because the binary refuses the embedded store in cluster mode.
+    pub async fn start_cluster_node(&self, redis: &Running, id: &str) -> anyhow::Result<Running> {
+        let url = format!("redis://{}", redis.http);
+        self.start_chorus_with(&["--redis-url", &url, "--store", "redis", "--node-id", id]).await
+    }
+
+    /// Starts chorus with the bench's flags and `extra`.
+    async fn start_chorus_with(&self, extra: &[&str]) -> anyhow::Result<Running> {
         if !self.chorus_bin.exists() {
             bail!(
                 "{} not found: build it with `cargo build --release -p chorus-broker` or pass --chorus-bin",
@@ -156,7 +165,10 @@ impl Launcher {
             "--log",
             "warn",
         ]
-        .map(String::from);
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>();
         let (child, kv, command) =
             self.spawn(&self.chorus_bin, &args, None, &[], dir.path(), "chorus listening ").await?;
         let http = addr(&kv, "http")?;
@@ -240,6 +252,81 @@ impl Launcher {
         })
     }
 
+    /// Starts redis-server on a free loopback port without persistence (`--save ''`, `--appendonly
+    /// no`), pinned like every server, and waits until it is ready. `Running::http` is its address.
+    pub async fn start_redis(&self) -> anyhow::Result<Running> {
+        let mut last = String::new();
+        for _ in 0..REDIS_PORT_ATTEMPTS {
+            match self.start_redis_on(free_port()?).await? {
+                Ok(running) => return Ok(running),
+                Err(port_taken) => last = port_taken,
+            }
+        }
+        bail!("redis-server found no free port in {REDIS_PORT_ATTEMPTS} attempts: {last}")
+    }
+
+    /// `Ok(Err(log))`: the port was taken meanwhile.
+    async fn start_redis_on(&self, port: u16) -> anyhow::Result<Result<Running, String>> {
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("redis.log");
+        let args = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            path_str(dir.path())?,
+            "--logfile",
+            path_str(&log)?,
+        ]
+        .map(String::from);
+        let mut child = match self.spawn_only(&self.redis_bin, &args, None, &[], dir.path()) {
+            Ok(child) => child,
+            Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => {
+                bail!(
+                    "{} not found: install redis-server (Debian: apt-get install -y redis-server) or pass --redis-bin",
+                    self.redis_bin.display()
+                )
+            }
+            Err(e) => return Err(e),
+        };
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Ready to accept connections") {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                let tail = format!("{}\n{}", log_tail(&log), log_tail(&dir.path().join("server.log")));
+                if text.contains("Address already in use") {
+                    return Ok(Err(tail));
+                }
+                bail!("redis-server exited ({status}): {tail}");
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("redis-server was not ready within {START_TIMEOUT:?}: {}", log_tail(&log));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Quoted so the report's command line can be pasted into a shell.
+        let shown: Vec<String> = args.iter().map(|a| if a.is_empty() { "''".to_owned() } else { a.clone() }).collect();
+        let command = format!("{} {}", self.redis_bin.display(), shown.join(" "));
+        Ok(Ok(Running {
+            pid: child.id(),
+            http: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            quic: None,
+            quic_cert: None,
+            command,
+            child: Some(child),
+            log: Some(log),
+            _dir: Some(dir),
+        }))
+    }
+
     /// Spawns a server (stderr to `<dir>/server.log`), pinned and tied to the harness's life.
     fn spawn_only(
         &self,
@@ -315,6 +402,20 @@ impl Launcher {
 }
 
 impl Running {
+    /// A chorus node started by someone else.
+    pub fn attached(a: &Attached) -> Self {
+        Running {
+            pid: a.pid,
+            http: a.http,
+            quic: a.quic,
+            quic_cert: a.quic_cert.clone(),
+            command: format!("attached to chorus at {}", a.http),
+            child: None,
+            log: None,
+            _dir: None,
+        }
+    }
+
     /// Stops the server: SIGTERM, then SIGKILL if it has not exited within [`STOP_TIMEOUT`].
     pub async fn stop(mut self) {
         if let Some(mut child) = self.child.take() {

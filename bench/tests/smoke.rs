@@ -4,11 +4,17 @@
 //! `booking.get` calls on an event it creates over REST) and the harness binary attaches to it, so
 //! neither the release build nor nats-server nor Node is needed. Asserts that every target delivered or
 //! answered something and that each scenario wrote well-formed JSON results. Performance is not checked.
+//!
+//! `cluster` runs against three nodes of this process joined through a `redis-server` the test starts
+//! (it must be on `PATH`: Debian `apt-get install -y redis-server`; CI installs it), with a fourth node
+//! without Redis as the single-node baseline.
 
 use chorus_core::config::Config;
 use serde_json::Value;
 use std::path::Path;
-use std::time::Instant;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const SECRET: &str = "smoke-secret";
 const TARGETS: &str = "chorus-msgpack,chorus-json,chorus-quic";
@@ -148,4 +154,106 @@ async fn an_unknown_method_is_reported_not_crashed_on() {
     assert!(stdout.contains("unknown method"), "{stdout}");
     server.shutdown();
     server.stopped().await.unwrap();
+}
+
+/// How long `redis-server` may take to say it is ready (milliseconds usually; margin for a loaded CI).
+const REDIS_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts `redis-server` on a free loopback port without persistence; killed when the child is dropped.
+async fn redis_server() -> (tokio::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect(
+            "redis-server is not installed (Debian: apt-get install -y redis-server); the cluster smoke test needs it",
+        );
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(REDIS_START_TIMEOUT, async {
+        loop {
+            match lines.next_line().await.expect("redis-server output") {
+                Some(line) if line.contains("Ready to accept connections") => break,
+                Some(_) => {}
+                None => panic!("redis-server exited before accepting connections (port {port} taken?)"),
+            }
+        }
+    })
+    .await
+    .expect("redis-server ready");
+    // Keep draining its log so a full pipe never blocks it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_scenario_runs_against_three_nodes_and_one() {
+    let (_redis, port) = redis_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = |name: &str, redis: bool| {
+        let data = dir.path().join(name);
+        let mut args = vec!["chorus", "--listen", "127.0.0.1:0", "--disable-quic", "--publish-rate", "10000000"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        args.extend([
+            "--data-dir".to_owned(),
+            data.to_str().unwrap().to_owned(),
+            "--log".to_owned(),
+            "warn".to_owned(),
+        ]);
+        if redis {
+            let url = format!("redis://127.0.0.1:{port}");
+            args.extend(["--redis-url", &url, "--store", "redis", "--node-id", name].map(String::from));
+        }
+        Config::load_from(args).unwrap()
+    };
+    let single = chorus_core::server::start(node("single", false), Vec::new()).await.unwrap();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(chorus_core::server::start(node(name, true), Vec::new()).await.unwrap());
+    }
+    let attach_nodes = nodes.iter().map(|n| n.http_addr.to_string()).collect::<Vec<_>>().join(",");
+    let out = dir.path().join("results");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus-bench"))
+        .args(["cluster", "--targets", "chorus-msgpack", "--no-pin", "--warmup", "0.2", "--duration", "0.6"])
+        .args(["--subscribers", "12", "--publish-from", "every", "--rate", "200", "--no-charts"])
+        .args(["--attach-http", &single.http_addr.to_string(), "--attach-pid", &std::process::id().to_string()])
+        .args(["--attach-nodes", &attach_nodes, "--out-dir", out.to_str().unwrap()])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "cluster failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("== cluster =="), "no table\n{stdout}");
+    let json: Value = serde_json::from_slice(&std::fs::read(out.join("cluster.json")).unwrap())
+        .unwrap_or_else(|e| panic!("cluster: results are not JSON: {e}"));
+    assert_eq!(json["scenario"], "cluster");
+    let rows = rows(&json);
+    assert_eq!(rows.len(), 4, "throughput and latency, single and cluster\n{stdout}");
+    for row in rows {
+        let label = format!("{} {}", row["target"], row["cluster"]["phase"]);
+        assert_eq!(row["status"], "ok", "{label}\n{stdout}\n{stderr}");
+        assert!(row["throughput"]["delivered"].as_u64().unwrap_or(0) > 0, "{label}: nothing delivered\n{row}");
+        assert_eq!(row["throughput"]["surplus"], 0, "{label}: duplicate deliveries\n{row}");
+        assert!(row["latency"]["p99_us"].as_u64().unwrap_or(0) > 0, "{label}: no latency\n{row}");
+        let nodes = row["cluster"]["nodes"].as_u64().unwrap_or(0);
+        assert!(nodes == 1 || nodes == 3, "{label}: nodes {nodes}");
+        if nodes == 3 {
+            assert!(
+                row["cluster"]["vs_single"]["delivered_per_sec"].as_f64().unwrap_or(0.0) > 0.0,
+                "{label}: no ratio"
+            );
+            assert_eq!(row["cluster"]["publisher_nodes"], serde_json::json!(["a", "b", "c"]), "{label}");
+        }
+    }
+    for node in nodes.iter().chain([&single]) {
+        node.shutdown();
+    }
+    for node in nodes.into_iter().chain([single]) {
+        node.stopped().await.unwrap();
+    }
 }
