@@ -149,6 +149,21 @@ impl Scan {
         self
     }
 
+    /// For backends whose page token is the last clustering key returned (tagged `tag`): the same
+    /// scan with the token folded into its bounds — it starts (or, reversed, ends) just past that key.
+    pub(crate) fn resumed_after_key(&self, tag: u8) -> Result<Scan, StoreError> {
+        let mut scan = self.clone();
+        if let Some(token) = scan.after.take() {
+            let last = Bytes::copy_from_slice(token.position(tag)?);
+            if scan.reverse {
+                scan.end = Bound::Excluded(last);
+            } else {
+                scan.start = Bound::Excluded(last);
+            }
+        }
+        Ok(scan)
+    }
+
     /// Whether no key can satisfy both bounds (start above end, or equal with one side
     /// excluded). Backends answer such a scan with an empty page without asking the engine.
     pub(crate) fn is_empty_range(&self) -> bool {

@@ -287,15 +287,7 @@ impl Store for EmbeddedStore {
 
     async fn scan(&self, table: &str, pk: &str, scan: &Scan) -> Result<Page, StoreError> {
         check_scan(table, pk, scan)?;
-        let mut scan = scan.clone();
-        if let Some(token) = scan.after.take() {
-            let last = Bytes::copy_from_slice(token.position(PAGE_TOKEN_TAG)?);
-            if scan.reverse {
-                scan.end = Bound::Excluded(last);
-            } else {
-                scan.start = Bound::Excluded(last);
-            }
-        }
+        let scan = scan.resumed_after_key(PAGE_TOKEN_TAG)?;
         if scan.is_empty_range() {
             return Ok(Page::default());
         }
