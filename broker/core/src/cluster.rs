@@ -142,15 +142,16 @@ pub trait Cluster: Send + Sync + 'static {
     /// (keeping nothing) when the bus is up again — then publish it.
     fn defer(&self, topic: &str, payload: &Payload, version: Option<(&str, u64)>) -> Result<bool, ClusterError>;
 
-    /// Starts receiving a topic's events (once per local subscriber; counted) and returns where the
-    /// topic stands. Events after the head are delivered through [`Registry::apply`](crate::topics::Registry::apply).
-    fn watch<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Head, ClusterError>>;
+    /// Starts receiving a topic's events (once per local subscriber; counted); returns once the node
+    /// listens. Events are delivered through [`Registry::apply`](crate::topics::Registry::apply).
+    fn watch<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), ClusterError>>;
 
     /// Undoes one [`Cluster::watch`].
     fn unwatch(&self, topic: &str);
 
-    /// The shared history of a topic after `after` (at most the history size).
-    fn missed<'a>(&'a self, topic: &'a str, after: u64) -> BoxFuture<'a, Result<Missed, ClusterError>>;
+    /// Where a topic stands and, with `after`, its shared history after that offset (at most the history
+    /// size), in one round trip.
+    fn missed<'a>(&'a self, topic: &'a str, after: Option<u64>) -> BoxFuture<'a, Result<Missed, ClusterError>>;
 
     /// Records this node's presence of `user` in `topic`: `connections` 0 removes it.
     fn set_presence(&self, topic: &str, user: &str, name: Option<&str>, connections: usize);
@@ -497,7 +498,7 @@ impl RedisCluster {
     /// Brings one topic up to date from its stream: the events after `after`, or — when the stream no
     /// longer covers them or the epoch changed — a resync of its subscribers.
     async fn fill(&self, node: &Node, gap: &Gap) -> Result<(), ClusterError> {
-        let missed = self.missed(&gap.topic, gap.after).await?;
+        let missed = self.missed(&gap.topic, Some(gap.after)).await?;
         let covered = missed.events.first().map_or(missed.head.seq <= gap.after, |(seq, _)| *seq == gap.after + 1);
         if missed.head.epoch == *gap.epoch && covered {
             for (seq, payload) in &missed.events {
@@ -858,7 +859,7 @@ impl Cluster for RedisCluster {
         Ok(true)
     }
 
-    fn watch<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Head, ClusterError>> {
+    fn watch<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async move {
             let waiter = {
                 let mut interest = self.interest.lock();
@@ -879,18 +880,12 @@ impl Cluster for RedisCluster {
                     Ok(Ok(Err(e))) => Err(ClusterError::Unavailable(e)),
                     Ok(Err(_)) | Err(_) => Err(ClusterError::Unavailable("subscribe on Redis timed out".into())),
                 };
-                if let Err(e) = result {
+                if result.is_err() {
                     self.unwatch(topic);
-                    return Err(e);
                 }
+                return result;
             }
-            match self.read(topic, 0, 0).await {
-                Ok(missed) => Ok(missed.head),
-                Err(e) => {
-                    self.unwatch(topic);
-                    Err(e)
-                }
-            }
+            Ok(())
         })
     }
 
@@ -905,8 +900,8 @@ impl Cluster for RedisCluster {
         }
     }
 
-    fn missed<'a>(&'a self, topic: &'a str, after: u64) -> BoxFuture<'a, Result<Missed, ClusterError>> {
-        Box::pin(self.read(topic, after, self.history.size))
+    fn missed<'a>(&'a self, topic: &'a str, after: Option<u64>) -> BoxFuture<'a, Result<Missed, ClusterError>> {
+        Box::pin(self.read(topic, after.unwrap_or(0), after.map_or(0, |_| self.history.size)))
     }
 
     fn set_presence(&self, topic: &str, user: &str, name: Option<&str>, connections: usize) {

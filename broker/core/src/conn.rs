@@ -164,27 +164,26 @@ async fn watch_topic(
     since: Option<&Position>,
 ) -> Result<Vec<(u64, Payload)>, ModuleError> {
     let unavailable = |e: ClusterError| ModuleError::new(ErrorCode::Unavailable, e.to_string());
-    node.registry.reserve(topic);
-    let head = match cluster.watch(topic).await {
-        Ok(head) => head,
+    let synced = node.registry.reserve(topic);
+    if let Err(e) = cluster.watch(topic).await {
+        node.registry.release(topic);
+        return Err(unavailable(e));
+    }
+    // The head only for a topic new on this node, the history only for a position: one read at most.
+    let after = since.map(|pos| pos.offset);
+    if synced && after.is_none() {
+        return Ok(Vec::new());
+    }
+    match cluster.missed(topic, after).await {
+        Ok(missed) => {
+            node.registry.sync(topic, &missed.head.epoch, missed.head.seq);
+            Ok(missed.events)
+        }
         Err(e) => {
             node.registry.release(topic);
-            return Err(unavailable(e));
+            cluster.unwatch(topic);
+            Err(unavailable(e))
         }
-    };
-    node.registry.sync(topic, &head.epoch, head.seq);
-    match since {
-        Some(pos) if *pos.epoch == head.epoch && pos.offset < head.seq => match cluster.missed(topic, pos.offset).await
-        {
-            Ok(missed) if missed.head.epoch == head.epoch => Ok(missed.events),
-            Ok(_) => Ok(Vec::new()),
-            Err(e) => {
-                node.registry.release(topic);
-                cluster.unwatch(topic);
-                Err(unavailable(e))
-            }
-        },
-        _ => Ok(Vec::new()),
     }
 }
 

@@ -419,14 +419,14 @@ impl Registry {
 
     /// Cluster mode: marks a connection as about to subscribe, creating the topic on this node if needed,
     /// so the topic cannot vanish while the bus is asked for its head. Pair with [`Registry::subscribe`]
-    /// or [`Registry::release`].
-    pub fn reserve(&self, topic: &str) {
+    /// or [`Registry::release`]. Returns whether the topic already knows its head ([`Registry::sync`]).
+    pub fn reserve(&self, topic: &str) -> bool {
         loop {
             let state = self.state_or_new(topic);
             let mut st = state.lock();
             if !st.removed {
                 st.joining += 1;
-                return;
+                return st.synced;
             }
         }
     }
