@@ -55,7 +55,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 /// How long a topic waits for a missing event on the channel before fetching it from the stream.
@@ -313,11 +313,16 @@ struct Interest {
     waiting: HashMap<String, Vec<oneshot::Sender<Result<(), String>>>>,
 }
 
-/// A node's presence writes, in order, for the presence writer.
-struct PresenceWrite {
-    topic: String,
-    user: String,
-    value: Option<String>,
+/// This node's presence as written to Redis, and the changes not written yet.
+#[derive(Default)]
+struct PresenceBook {
+    /// Entries per topic (user → value), to rewrite after Redis lost them.
+    written: HashMap<String, HashMap<String, String>>,
+    /// How many entries `written` holds.
+    entries: usize,
+    /// Changes waiting for the writer, per topic (user → value, `None` removes): a user who joins and
+    /// leaves many times before the writer runs costs one write, and an outage cannot grow a queue.
+    dirty: HashMap<String, HashMap<String, Option<String>>>,
 }
 
 /// A publish kept while Redis is unreachable.
@@ -343,10 +348,8 @@ pub struct RedisCluster {
     interest: Mutex<Interest>,
     interest_changed: Notify,
     outbox: Mutex<VecDeque<Deferred>>,
-    presence_tx: mpsc::UnboundedSender<PresenceWrite>,
-    presence_rx: Mutex<Option<mpsc::UnboundedReceiver<PresenceWrite>>>,
-    /// Presence entries this node has written, per topic (user → value), to rewrite after an outage.
-    presence_written: Mutex<HashMap<String, HashMap<String, String>>>,
+    presence: Mutex<PresenceBook>,
+    presence_changed: Notify,
 }
 
 /// What a cluster node needs to know besides the URL.
@@ -388,7 +391,6 @@ impl RedisCluster {
         subscriber.manage_subscriptions();
         let publish = Script::load(&client, "publish", LUA_PUBLISH).await?;
         let read = Script::load(&client, "read", LUA_READ).await?;
-        let (presence_tx, presence_rx) = mpsc::unbounded_channel();
         let cluster = Arc::new(Self {
             client,
             subscriber,
@@ -403,9 +405,8 @@ impl RedisCluster {
             interest: Mutex::default(),
             interest_changed: Notify::new(),
             outbox: Mutex::default(),
-            presence_tx,
-            presence_rx: Mutex::new(Some(presence_rx)),
-            presence_written: Mutex::default(),
+            presence: Mutex::default(),
+            presence_changed: Notify::new(),
         });
         cluster.beat().await?;
         metrics::up(true);
@@ -565,7 +566,7 @@ impl RedisCluster {
 
     /// Rewrites every presence entry of this node (after Redis came back, possibly empty).
     async fn rewrite_presence(&self) -> Result<(), ClusterError> {
-        let written = self.presence_written.lock().clone();
+        let written = self.presence.lock().written.clone();
         for (topic, users) in written {
             let key = presence_key(&topic);
             let existing: HashMap<String, String> = self.hgetall(&key).await?;
@@ -611,20 +612,50 @@ impl RedisCluster {
         self.command("HGETALL", key, Vec::new()).await
     }
 
-    /// Writes presence changes in order; a failed write marks presence for a rewrite.
-    async fn write_presence(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<PresenceWrite>) {
-        while let Some(w) = rx.recv().await {
-            let key = presence_key(&w.topic);
-            let field = Value::from(presence_field(&self.node_id, &w.user));
-            let result = match &w.value {
-                Some(value) => self.command::<i64>("HSET", &key, vec![field, Value::from(value.as_str())]).await,
-                None => self.command::<i64>("HDEL", &key, vec![field]).await,
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "presence write failed; rewritten when Redis is back");
-                self.healthy.store(false, Ordering::Release);
+    /// Writes the pending presence changes, one `HSET` and one `HDEL` per topic, whenever there are
+    /// some. A failed batch goes back (behind newer changes) and is retried when Redis is back.
+    async fn write_presence(self: Arc<Self>, node: Arc<Node>) {
+        loop {
+            tokio::select! {
+                _ = node.shutdown.cancelled() => return,
+                _ = self.presence_changed.notified() => {}
+            }
+            let batch = std::mem::take(&mut self.presence.lock().dirty);
+            for (topic, users) in batch {
+                if let Err(e) = self.write_topic_presence(&topic, &users).await {
+                    tracing::debug!(error = %e, "presence write failed; retried when Redis is back");
+                    self.healthy.store(false, Ordering::Release);
+                    let mut book = self.presence.lock();
+                    let pending = book.dirty.entry(topic).or_default();
+                    for (user, value) in users {
+                        pending.entry(user).or_insert(value);
+                    }
+                }
             }
         }
+    }
+
+    async fn write_topic_presence(
+        &self,
+        topic: &str,
+        users: &HashMap<String, Option<String>>,
+    ) -> Result<(), ClusterError> {
+        let key = presence_key(topic);
+        let (mut set, mut gone) = (Vec::new(), Vec::new());
+        for (user, value) in users {
+            let field = Value::from(presence_field(&self.node_id, user));
+            match value {
+                Some(value) => set.extend([field, Value::from(value.as_str())]),
+                None => gone.push(field),
+            }
+        }
+        if !set.is_empty() {
+            self.command::<i64>("HSET", &key, set).await?;
+        }
+        if !gone.is_empty() {
+            self.command::<i64>("HDEL", &key, gone).await?;
+        }
+        Ok(())
     }
 
     /// The heartbeat loop: health, liveness, gap filling, recovery after an outage.
@@ -667,6 +698,7 @@ impl RedisCluster {
                             || (self.publish.reload(&self.client).await.is_ok()
                                 && self.read.reload(&self.client).await.is_ok()
                                 && self.rewrite_presence().await.is_ok());
+                        self.presence_changed.notify_one();
                         if presence && self.drain_outbox(&node).await && outage_over {
                             tracing::info!("Redis reachable again: cross-node delivery resumed");
                         }
@@ -907,22 +939,24 @@ impl Cluster for RedisCluster {
     fn set_presence(&self, topic: &str, user: &str, name: Option<&str>, connections: usize) {
         let value = (connections > 0).then(|| format!("{connections}\u{1f}{}", name.unwrap_or_default()));
         {
-            let mut written = self.presence_written.lock();
-            let users = written.entry(topic.to_owned()).or_default();
-            match &value {
-                Some(v) => {
-                    users.insert(user.to_owned(), v.clone());
-                }
-                None => {
-                    users.remove(user);
-                    if users.is_empty() {
-                        written.remove(topic);
-                    }
-                }
+            let mut book = self.presence.lock();
+            let users = book.written.entry(topic.to_owned()).or_default();
+            let had = match &value {
+                Some(v) => users.insert(user.to_owned(), v.clone()).is_some(),
+                None => users.remove(user).is_some(),
+            };
+            if users.is_empty() {
+                book.written.remove(topic);
             }
-            metrics::presence_entries(written.values().map(HashMap::len).sum());
+            match (had, value.is_some()) {
+                (false, true) => book.entries += 1,
+                (true, false) => book.entries -= 1,
+                _ => {}
+            }
+            metrics::presence_entries(book.entries);
+            book.dirty.entry(topic.to_owned()).or_default().insert(user.to_owned(), value);
         }
-        let _ = self.presence_tx.send(PresenceWrite { topic: topic.to_owned(), user: user.to_owned(), value });
+        self.presence_changed.notify_one();
     }
 
     fn presence<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Vec<Member>, ClusterError>> {
@@ -972,9 +1006,7 @@ impl Cluster for RedisCluster {
 
     fn run(self: Arc<Self>, node: Arc<Node>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            if let Some(rx) = self.presence_rx.lock().take() {
-                tokio::spawn(self.clone().write_presence(rx));
-            }
+            tokio::spawn(self.clone().write_presence(node.clone()));
             tokio::spawn(self.clone().listen(node.clone()));
             tokio::spawn(crate::counters::flush_shared(node.clone(), self.clone() as Arc<dyn Cluster>));
             self.clone().supervise(node).await;
