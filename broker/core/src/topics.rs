@@ -23,7 +23,7 @@ use crate::queue::{Encoding, OutQueue, Push};
 use bytes::Bytes;
 use chorus_protocol::{CloseCode, Payload, Position, ServerFrame, codec::encode_server};
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,6 +169,9 @@ pub struct Registry {
     hasher: RandomState,
     history: History,
     clustered: bool,
+    /// Cluster mode: topics holding events back for a missing one, so looking for gaps visits them
+    /// only, not every topic. Locked after (never while waiting for) a topic's lock.
+    gapped: Mutex<HashSet<Arc<str>>>,
 }
 
 impl Default for Registry {
@@ -267,6 +270,7 @@ impl Registry {
             hasher: RandomState::new(),
             history,
             clustered: false,
+            gapped: Mutex::default(),
         }
     }
 
@@ -504,33 +508,50 @@ impl Registry {
             }
             out.seq = seq;
         }
-        st.gap_since = match (st.pending.is_empty(), st.gap_since) {
-            (true, _) => None,
-            (false, None) => Some(Instant::now()),
-            (false, since) => since,
-        };
+        match (st.pending.is_empty(), st.gap_since) {
+            (true, Some(_)) => {
+                st.gap_since = None;
+                self.gapped.lock().remove(topic);
+            }
+            (false, None) => {
+                st.gap_since = Some(Instant::now());
+                self.gapped.lock().insert(Arc::from(topic));
+            }
+            _ => {}
+        }
         out
     }
 
     /// Cluster mode: the gaps that have been waiting at least `wait` (the bus lost or reordered an
     /// event), or with `all`, every topic's position (to look for events missed while the bus was down).
     pub fn gaps(&self, now: Instant, wait: Duration, all: bool) -> Vec<Gap> {
+        let topics: Vec<Arc<str>> = if all {
+            self.shards.iter().flat_map(|s| s.read().keys().cloned().collect::<Vec<_>>()).collect()
+        } else {
+            self.gapped.lock().iter().cloned().collect()
+        };
         let mut gaps = Vec::new();
-        for shard in self.shards.iter() {
-            for (topic, state) in shard.read().iter() {
-                let st = state.lock();
-                let open_for = st.gap_since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-                if st.synced && ((st.gap_since.is_some() && open_for >= wait) || all) {
-                    let first = st.pending.iter().next();
-                    gaps.push(Gap {
-                        topic: topic.to_string(),
-                        epoch: st.epoch.clone(),
-                        after: st.seq,
-                        until: first.map(|(seq, _)| *seq),
-                        lost: first.is_some_and(|(_, held)| held.ordered),
-                        open_for,
-                    });
-                }
+        for topic in topics {
+            let Some(state) = self.state(&topic) else {
+                self.gapped.lock().remove(&topic);
+                continue;
+            };
+            let st = state.lock();
+            if st.gap_since.is_none() && !all {
+                // A newer incarnation of a topic that was removed with a gap open.
+                self.gapped.lock().remove(&topic);
+            }
+            let open_for = st.gap_since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            if st.synced && ((st.gap_since.is_some() && open_for >= wait) || all) {
+                let first = st.pending.iter().next();
+                gaps.push(Gap {
+                    topic: topic.to_string(),
+                    epoch: st.epoch.clone(),
+                    after: st.seq,
+                    until: first.map(|(seq, _)| *seq),
+                    lost: first.is_some_and(|(_, held)| held.ordered),
+                    open_for,
+                });
             }
         }
         gaps
