@@ -819,14 +819,22 @@ impl RedisCluster {
     async fn flush_counters(&self, deltas: Vec<(String, i64)>) -> Result<Vec<i64>, ClusterError> {
         let started = Instant::now();
         let pipeline = self.client.pipeline();
+        // An unchanged counter is only read: `INCRBY 0` would be a write (and an AOF entry) per counter
+        // per flush.
         for (key, delta) in &deltas {
-            let _: Value = pipeline.incr_by(counter_key(key), *delta).await?;
+            let _: Value = match delta {
+                0 => pipeline.get(counter_key(key)).await?,
+                _ => pipeline.incr_by(counter_key(key), *delta).await?,
+            };
         }
         let totals: Vec<Value> = pipeline.all().await?;
         metrics::redis_latency("counters", started.elapsed());
         totals
             .into_iter()
-            .map(|v| v.as_i64().ok_or_else(|| ClusterError::Protocol(format!("INCRBY answered {v:?}"))))
+            .map(|v| match v {
+                Value::Null => Ok(0),
+                v => v.as_i64().ok_or_else(|| ClusterError::Protocol(format!("counter read answered {v:?}"))),
+            })
             .collect()
     }
 }
