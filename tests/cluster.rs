@@ -164,7 +164,7 @@ fn fanout_problems(got: &Received, shares: &[usize]) -> Vec<String> {
 /// numbered 1..=10,000 in arrival order, each publisher's messages in the order it sent them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_publish_reaches_every_node_once_in_topic_order() {
-    let redis = RedisServer::start().await;
+    let redis = RedisServer::start(&[]).await.expect("redis-server");
     // The default rate (1000/s per connection) would drop most of a 3,334-message burst.
     let nodes = start_nodes(&redis, &["--publish-rate", "1000000"]).await;
     let topic = "fanout/all";
@@ -242,7 +242,7 @@ fn presence_of(members: &[(&str, u64)]) -> Value {
 #[tokio::test]
 async fn presence_is_cluster_wide_and_a_killed_nodes_users_expire_within_three_heartbeats() {
     const HEARTBEAT_MS: u64 = 200;
-    let redis = RedisServer::start().await;
+    let redis = RedisServer::start(&[]).await.expect("redis-server");
     let mut nodes = start_nodes(&redis, &["--cluster-heartbeat-ms", &HEARTBEAT_MS.to_string()]).await;
     let topic = "lobby";
     let placement = [(0, "ann"), (0, "bob"), (1, "cat"), (1, "dan"), (2, "eve"), (2, "fay"), (2, "ann")];
@@ -313,7 +313,7 @@ async fn counter(client: &Client, topic: &str) -> Option<i64> {
 async fn shared_counters_add_up_across_nodes_within_two_flush_intervals() {
     const FLUSH_MS: u64 = 250;
     const ADDS: i64 = 100;
-    let redis = RedisServer::start().await;
+    let redis = RedisServer::start(&[]).await.expect("redis-server");
     let nodes = start_nodes(&redis, &["--counter-flush-ms", &FLUSH_MS.to_string()]).await;
     let topic = "likes/post-1";
     let mut clients = Vec::new();
@@ -362,7 +362,7 @@ async fn shared_counters_add_up_across_nodes_within_two_flush_intervals() {
 /// replayed.
 #[tokio::test]
 async fn a_client_resumes_on_another_node() {
-    let redis = RedisServer::start().await;
+    let redis = RedisServer::start(&[]).await.expect("redis-server");
     let nodes = start_nodes(&redis, &["--history-size", "5"]).await;
     let topic = "news/world";
     let publisher = connect(&nodes[1], "desk").await;
@@ -454,7 +454,7 @@ async fn assert_alive(nodes: &mut [Broker], when: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_ride_out_a_redis_crash_and_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut redis = RedisServer::start_persistent(dir.path()).await;
+    let mut redis = RedisServer::start_persistent(dir.path()).await.expect("redis-server");
     let mut nodes = start_nodes(&redis, &[]).await;
     let topic = "live/feed";
     let publisher = connect(&nodes[0], "a-pub").await;
@@ -466,7 +466,7 @@ async fn nodes_ride_out_a_redis_crash_and_restart() {
     assert_eq!(next_seq(&local, "a-sub before the outage").await, (1, json!("before")));
     until_all(&nodes, "/ready", 200, WAIT, "before the outage").await;
 
-    redis.kill().await;
+    redis.kill();
     let noticed = until_all(&nodes, "/ready", 503, WAIT, "Redis killed").await;
     println!("all nodes not ready {noticed:?} after Redis died");
     assert_alive(&mut nodes, "during the Redis outage").await;
@@ -475,7 +475,7 @@ async fn nodes_ride_out_a_redis_crash_and_restart() {
     assert_eq!(publish(&publisher, topic, json!("during")).await, 0, "a publish during the outage has seq 0");
     assert_eq!(next_seq(&local, "a-sub during the outage").await, (0, json!("during")));
 
-    redis.restart().await;
+    redis.restart().await.expect("redis-server restarts");
     let back = until_all(&nodes, "/ready", 200, Duration::from_secs(30), "Redis restarted").await;
     println!("all nodes ready again {back:?} after Redis restarted");
     assert_alive(&mut nodes, "after the Redis restart").await;
@@ -547,7 +547,7 @@ async fn seed_next(ws: &mut RawWs) -> Value {
 async fn bookings_on_three_nodes_never_overbook_and_reach_every_node() {
     const SEATS: u64 = 100;
     const BOOKERS: usize = 1_000;
-    let redis = RedisServer::start().await;
+    let redis = RedisServer::start(&[]).await.expect("redis-server");
     let nodes = start_nodes(&redis, &[]).await;
     let organizer = token(json!({"sub": "olga", "name": "Olga", "role": "organizer"}));
     let body = json!({"title": "Cluster gig", "seatCapacity": SEATS}).to_string();

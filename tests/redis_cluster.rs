@@ -5,16 +5,12 @@
 use crate::support::*;
 use chorus_client::{Client, ConnectOptions, Payload};
 use serde_json::json;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-/// Three cluster-enabled Redis primaries covering every slot, killed on drop.
+/// Three cluster-enabled Redis primaries covering every slot.
 struct RedisCluster {
-    ports: Vec<u16>,
-    _children: Vec<Child>,
-    _dir: tempfile::TempDir,
+    nodes: Vec<RedisServer>,
 }
 
 async fn redis_cli(args: &[&str]) -> String {
@@ -24,51 +20,31 @@ async fn redis_cli(args: &[&str]) -> String {
 
 impl RedisCluster {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let mut children = Vec::new();
-        for port in &ports {
-            let node_dir = dir.path().join(port.to_string());
-            std::fs::create_dir_all(&node_dir).expect("node dir");
-            children.push(spawn_node(&node_dir, *port));
-        }
-        for port in &ports {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while !redis_cli(&["-p", &port.to_string(), "ping"]).await.contains("PONG") {
-                assert!(tokio::time::Instant::now() < deadline, "redis-server on {port} did not start");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"];
+            nodes.push(RedisServer::start(&options).await.expect("a cluster-enabled redis-server"));
         }
         let mut create = vec!["--cluster".to_string(), "create".to_string()];
-        create.extend(ports.iter().map(|p| format!("127.0.0.1:{p}")));
+        create.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
         create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
         let created = redis_cli(&create.iter().map(String::as_str).collect::<Vec<_>>()).await;
         assert!(created.contains("All 16384 slots covered"), "cluster create failed: {created}");
-        for port in &ports {
+        for node in &nodes {
+            let port = node.port().to_string();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            while !redis_cli(&["-p", &port.to_string(), "cluster", "info"]).await.contains("cluster_state:ok") {
+            while !redis_cli(&["-p", &port, "cluster", "info"]).await.contains("cluster_state:ok") {
                 assert!(tokio::time::Instant::now() < deadline, "Redis Cluster on {port} never reached state ok");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        Self { ports, _children: children, _dir: dir }
+        Self { nodes }
     }
 
     fn url(&self) -> String {
-        let others: Vec<String> = self.ports[1..].iter().map(|p| format!("node=127.0.0.1:{p}")).collect();
-        format!("redis-cluster://127.0.0.1:{}?{}", self.ports[0], others.join("&"))
+        let others: Vec<String> = self.nodes[1..].iter().map(|n| format!("node=127.0.0.1:{}", n.port())).collect();
+        format!("redis-cluster://127.0.0.1:{}?{}", self.nodes[0].port(), others.join("&"))
     }
-}
-
-fn spawn_node(dir: &Path, port: u16) -> Child {
-    Command::new("redis-server")
-        .current_dir(dir)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--cluster-enabled", "yes"])
-        .args(["--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("redis-server (Debian: apt-get install redis-server) runs")
 }
 
 async fn connect(broker: &Broker, sub: &str) -> Client {

@@ -6,15 +6,13 @@
 //! answered something and that each scenario wrote well-formed JSON results. Performance is not checked.
 //!
 //! `cluster` runs against three nodes of this process joined through a `redis-server` the test starts
-//! (it must be on `PATH`: Debian `apt-get install -y redis-server`; CI installs it), with a fourth node
+//! (`chorus_testkit::RedisServer`; Debian `apt-get install -y redis-server`, CI installs it), with a fourth node
 //! without Redis as the single-node baseline.
 
 use chorus_core::config::Config;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use std::time::Instant;
 
 const SECRET: &str = "smoke-secret";
 const TARGETS: &str = "chorus-msgpack,chorus-json,chorus-quic";
@@ -156,40 +154,10 @@ async fn an_unknown_method_is_reported_not_crashed_on() {
     server.stopped().await.unwrap();
 }
 
-/// How long `redis-server` may take to say it is ready (milliseconds usually; margin for a loaded CI).
-const REDIS_START_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Starts `redis-server` on a free loopback port without persistence; killed when the child is dropped.
-async fn redis_server() -> (tokio::process::Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = tokio::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect(
-            "redis-server is not installed (Debian: apt-get install -y redis-server); the cluster smoke test needs it",
-        );
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(REDIS_START_TIMEOUT, async {
-        loop {
-            match lines.next_line().await.expect("redis-server output") {
-                Some(line) if line.contains("Ready to accept connections") => break,
-                Some(_) => {}
-                None => panic!("redis-server exited before accepting connections (port {port} taken?)"),
-            }
-        }
-    })
-    .await
-    .expect("redis-server ready");
-    // Keep draining its log so a full pipe never blocks it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, port)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_scenario_runs_against_three_nodes_and_one() {
-    let (_redis, port) = redis_server().await;
+    let redis = chorus_testkit::RedisServer::start(&[]).await.expect("redis-server");
+    let port = redis.port();
     let dir = tempfile::tempdir().unwrap();
     let node = |name: &str, redis: bool| {
         let data = dir.path().join(name);

@@ -2,12 +2,13 @@
 //! speak raw HTTP, read `/metrics`, run a `redis-server` for cluster mode.
 #![allow(dead_code)]
 
+pub use chorus_testkit::RedisServer;
+
 use anyhow::{Context as _, bail};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -287,88 +288,4 @@ pub async fn json_session(broker: &Broker, token: Option<&str>) -> RawWs {
     let welcome = next_json(&mut ws).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     ws
-}
-
-/// A `redis-server` child process on a free loopback port, killed on drop.
-pub struct RedisServer {
-    child: Child,
-    /// Its port (kept across [`RedisServer::restart`]).
-    pub port: u16,
-    /// The append-only file's directory, for a server whose data survives a restart.
-    dir: Option<PathBuf>,
-}
-
-impl RedisServer {
-    /// Starts a server without persistence and waits until it accepts connections.
-    pub async fn start() -> Self {
-        let port = free_port();
-        let child = Self::spawn(port, None).await;
-        Self { child, port, dir: None }
-    }
-
-    /// Starts a server that keeps its data in an append-only file under `dir` (fsync on every write),
-    /// so a SIGKILL and [`RedisServer::restart`] lose nothing.
-    pub async fn start_persistent(dir: &Path) -> Self {
-        let port = free_port();
-        let child = Self::spawn(port, Some(dir)).await;
-        Self { child, port, dir: Some(dir.to_owned()) }
-    }
-
-    async fn spawn(port: u16, dir: Option<&Path>) -> Child {
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""]);
-        match dir {
-            Some(dir) => {
-                cmd.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"]).arg(dir);
-            }
-            None => {
-                cmd.args(["--appendonly", "no"]);
-            }
-        }
-        let child = cmd.stdout(Stdio::piped()).stdin(Stdio::null()).kill_on_drop(true).spawn();
-        let mut child = match child {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                panic!("redis-server is not installed (Debian: apt-get install -y redis-server); cluster tests need it")
-            }
-            Err(e) => panic!("cannot start redis-server: {e}"),
-        };
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = async {
-            loop {
-                match lines.next_line().await.expect("redis-server output") {
-                    Some(line) if line.contains("Ready to accept connections") => break,
-                    Some(_) => {}
-                    None => panic!("redis-server exited before accepting connections (port {port} taken?)"),
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(20), ready)
-            .await
-            .expect("redis-server did not accept connections within 20 s");
-        // Keep draining its log so a full pipe never blocks it.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        child
-    }
-
-    /// `redis://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Sends SIGKILL and waits for the process to be gone.
-    pub async fn kill(&mut self) {
-        self.child.kill().await.expect("SIGKILL redis-server");
-    }
-
-    /// Starts the server again on the same port (and the same data directory, if persistent).
-    pub async fn restart(&mut self) {
-        self.child = Self::spawn(self.port, self.dir.as_deref()).await;
-    }
-}
-
-/// A loopback port nobody listens on right now (for servers that cannot be told to take port 0).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
 }

@@ -10,29 +10,19 @@
 //! cargo test -p chorus-store --test integration redis::
 //! ```
 
-use std::io::{self, BufRead, BufReader};
-use std::net::TcpListener;
+use std::io;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::conformance::Suite;
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use bytes::Bytes;
 use chorus_store::{Backend, MAX_BATCH_OPS, Scan, Store, StoreConfig, StoreError, SystemClock, Ttl, WriteOp};
+use chorus_testkit::{RedisServer, free_port};
 use clap::{Args, FromArgMatches};
 use fred::prelude::{Builder, ClientLike, Config, Value};
 use fred::types::{ClusterHash, CustomCommand};
-use tempfile::TempDir;
-use tokio::sync::oneshot;
-
-/// How long a starting `redis-server` may take to log that it is ready. It takes milliseconds;
-/// the rest is margin for a loaded CI machine.
-const SERVER_START_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Ports tried: another process can take a probed free port before `redis-server` binds it.
-const PORT_ATTEMPTS: usize = 3;
 
 /// `--store-timeout-ms` of the failure tests: short, so they end quickly.
 const SHORT_TIMEOUT: Duration = Duration::from_millis(300);
@@ -47,111 +37,13 @@ const EXPIRED_ROWS: u32 = 10_500;
 /// Wait past the purge test's TTL, for the server clock's and the sleep's granularity.
 const EXPIRY_MARGIN: Duration = Duration::from_millis(250);
 
-/// A `redis-server` of one test, killed when dropped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl RedisServer {
-    async fn start() -> Result<Self> {
-        Self::start_with(&[]).await
-    }
-
-    /// Starts a server with extra `redis-server` options.
-    async fn start_with(options: &[&str]) -> Result<Self> {
-        let mut log = String::new();
-        for _ in 0..PORT_ATTEMPTS {
-            match Self::start_on(free_port()?, options).await? {
-                Ok(server) => return Ok(server),
-                Err(port_taken) => log = port_taken,
-            }
-        }
-        bail!("redis-server found no free port in {PORT_ATTEMPTS} attempts:\n{log}")
-    }
-
-    /// Starts `redis-server` on `port` and waits for its "ready" log line. `Ok(Err(log))`: the
-    /// port was taken meanwhile.
-    async fn start_on(port: u16, options: &[&str]) -> Result<Result<Self, String>> {
-        let dir = tempfile::tempdir()?;
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(options)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => bail!(
-                "redis-server is not installed (not found on PATH): the Redis store tests start their own; \
-                 install it, e.g. `apt-get install redis-server`"
-            ),
-            Err(err) => return Err(err).context("starting redis-server"),
-        };
-        let stdout = child.stdout.take().context("redis-server has no stdout")?;
-        let (ready_tx, ready_rx) = oneshot::channel();
-        std::thread::spawn(move || watch_log(stdout, ready_tx));
-        let server = Self { child, port, _dir: dir };
-        match tokio::time::timeout(SERVER_START_TIMEOUT, ready_rx).await {
-            Ok(Ok(Ok(()))) => Ok(Ok(server)),
-            Ok(Ok(Err(log))) if log.contains("Address already in use") => Ok(Err(log)),
-            Ok(Ok(Err(log))) => bail!("redis-server exited before it was ready:\n{log}"),
-            Ok(Err(_)) => bail!("the redis-server log reader stopped"),
-            Err(_) => bail!("redis-server did not log that it was ready within {SERVER_START_TIMEOUT:?}"),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Sends a signal to the server (SIGSTOP, SIGCONT).
-    fn signal(&self, signal: libc::c_int) -> Result<()> {
-        let pid = libc::pid_t::try_from(self.child.id())?;
-        // SAFETY: kill(2) takes no pointers; the pid is our own child, not yet reaped.
-        let sent = unsafe { libc::kill(pid, signal) };
-        ensure!(sent == 0, "kill({pid}, {signal}): {}", io::Error::last_os_error());
-        Ok(())
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads the server's log: reports readiness (or the log so far, if it exits first), then keeps
-/// draining it so the server never blocks on a full pipe.
-fn watch_log(stdout: ChildStdout, ready: oneshot::Sender<Result<(), String>>) {
-    let mut ready = Some(ready);
-    let mut log = String::new();
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        if ready.is_none() {
-            continue;
-        }
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("Ready to accept connections")
-            && let Some(ready) = ready.take()
-        {
-            let _ = ready.send(Ok(()));
-        }
-    }
-    if let Some(ready) = ready {
-        let _ = ready.send(Err(log));
-    }
-}
-
-/// A port on 127.0.0.1 with nothing listening (at the time of asking).
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+/// Sends a signal to the server (SIGSTOP, SIGCONT).
+fn signal(server: &RedisServer, signal: libc::c_int) -> Result<()> {
+    let pid = libc::pid_t::try_from(server.pid())?;
+    // SAFETY: kill(2) takes no pointers; the pid is the test's own child, not yet reaped.
+    let sent = unsafe { libc::kill(pid, signal) };
+    ensure!(sent == 0, "kill({pid}, {signal}): {}", io::Error::last_os_error());
+    Ok(())
 }
 
 /// Parses store flags the way the broker does.
@@ -175,7 +67,7 @@ fn default_timeout() -> Result<Duration> {
 }
 
 async fn setup() -> Result<Option<Suite>> {
-    let server = RedisServer::start().await?;
+    let server = RedisServer::start(&[]).await?;
     let store = open(Some(&server.url()), default_timeout()?).await?;
     ensure!(store.backend() == "redis");
     Ok(Some(Suite::new(store, None, Box::new(server))))
@@ -192,7 +84,7 @@ fn put(pk: &str, ck: Bytes, ttl: Option<Ttl>) -> WriteOp {
 /// the expired rows in several calls.
 #[tokio::test]
 async fn purge_removes_only_expired_rows() -> Result<()> {
-    let server = RedisServer::start().await?;
+    let server = RedisServer::start(&[]).await?;
     let store = open(Some(&server.url()), default_timeout()?).await?;
     let ttl = Ttl::from_secs(PURGE_TTL_SECS)?;
     let started = Instant::now();
@@ -234,7 +126,7 @@ async fn purge_removes_only_expired_rows() -> Result<()> {
 /// A server that lost the store's scripts (restart, failover, `SCRIPT FLUSH`) gets them again.
 #[tokio::test]
 async fn scripts_lost_by_the_server_are_sent_again() -> Result<()> {
-    let server = RedisServer::start().await?;
+    let server = RedisServer::start(&[]).await?;
     let store = open(Some(&server.url()), default_timeout()?).await?;
     store.put("t", "p", b"k", Bytes::from_static(b"before"), None).await?;
 
@@ -253,7 +145,7 @@ async fn scripts_lost_by_the_server_are_sent_again() -> Result<()> {
 /// Redis refuses a counter add that would overflow; in a batch, the adds before it are undone.
 #[tokio::test]
 async fn counter_batches_are_all_or_nothing() -> Result<()> {
-    let server = RedisServer::start().await?;
+    let server = RedisServer::start(&[]).await?;
     let store = open(Some(&server.url()), default_timeout()?).await?;
     store.counter_add("t", "p", b"full", i64::MAX).await?;
     let add = |ck: &'static [u8], delta| WriteOp::CounterAdd {
@@ -276,7 +168,7 @@ async fn counter_batches_are_all_or_nothing() -> Result<()> {
 
 #[tokio::test]
 async fn unreachable_redis_fails_fast_with_a_clear_error() -> Result<()> {
-    let address = format!("127.0.0.1:{}", free_port()?);
+    let address = format!("127.0.0.1:{}", free_port());
     let url = format!("redis://chorus:hunter2@{address}/0");
     let started = Instant::now();
     let result = open(Some(&url), default_timeout()?).await;
@@ -319,8 +211,8 @@ async fn redis_without_a_usable_url_is_a_config_error() -> Result<()> {
 /// Missing or wrong credentials are a configuration error, and the password is never shown.
 #[tokio::test]
 async fn credentials_are_checked_at_start() -> Result<()> {
-    let server = RedisServer::start_with(&["--requirepass", "s3cret"]).await?;
-    let address = format!("127.0.0.1:{}", server.port);
+    let server = RedisServer::start(&["--requirepass", "s3cret"]).await?;
+    let address = format!("127.0.0.1:{}", server.port());
     for url in [format!("redis://{address}"), format!("redis://:wrong@{address}")] {
         match open(Some(&url), default_timeout()?).await {
             Err(StoreError::Config(msg)) if msg.contains(&address) && !msg.contains("wrong") => {}
@@ -336,7 +228,7 @@ async fn credentials_are_checked_at_start() -> Result<()> {
 /// A server that may evict keys would drop stored rows silently: refused at start.
 #[tokio::test]
 async fn a_server_that_evicts_keys_is_refused() -> Result<()> {
-    let server = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]).await?;
+    let server = RedisServer::start(&["--maxmemory-policy", "allkeys-lru"]).await?;
     match open(Some(&server.url()), default_timeout()?).await {
         Err(StoreError::Config(msg)) if msg.contains("noeviction") && msg.contains("allkeys-lru") => Ok(()),
         Err(other) => Err(anyhow!("unexpected error: {other:?}")),
@@ -348,15 +240,15 @@ async fn a_server_that_evicts_keys_is_refused() -> Result<()> {
 /// answers again the same store works.
 #[tokio::test]
 async fn a_stalled_server_times_out_then_recovers() -> Result<()> {
-    let server = RedisServer::start().await?;
+    let server = RedisServer::start(&[]).await?;
     let store = open(Some(&server.url()), SHORT_TIMEOUT).await?;
     store.put("t", "p", b"k", Bytes::from_static(b"v"), None).await?;
 
-    server.signal(libc::SIGSTOP)?;
+    signal(&server, libc::SIGSTOP)?;
     let started = Instant::now();
     let result = store.get("t", "p", b"k").await;
     let took = started.elapsed();
-    server.signal(libc::SIGCONT)?;
+    signal(&server, libc::SIGCONT)?;
     ensure!(matches!(result, Err(StoreError::Timeout(_))), "{result:?}");
     ensure!(took < SHORT_TIMEOUT * 5, "took {took:?} with a {SHORT_TIMEOUT:?} timeout");
 
@@ -368,12 +260,11 @@ async fn a_stalled_server_times_out_then_recovers() -> Result<()> {
 /// A server that is gone makes every operation fail as unavailable within the timeout.
 #[tokio::test]
 async fn a_dead_server_is_unavailable() -> Result<()> {
-    let mut server = RedisServer::start().await?;
+    let mut server = RedisServer::start(&[]).await?;
     let store = open(Some(&server.url()), SHORT_TIMEOUT).await?;
     store.put("t", "p", b"k", Bytes::from_static(b"v"), None).await?;
 
-    server.child.kill()?;
-    server.child.wait()?;
+    server.kill();
     for _ in 0..3 {
         let started = Instant::now();
         let result = store.put("t", "p", b"k", Bytes::from_static(b"w"), None).await;

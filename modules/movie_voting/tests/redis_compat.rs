@@ -46,7 +46,7 @@ async fn update_session_data(redis: &Client, id: &str, data: &Value) {
 
 #[tokio::test]
 async fn sessions_are_mirrored_and_external_updates_reach_chorus_subscribers_once() {
-    let redis_server = RedisServer::start().await;
+    let mut redis_server = RedisServer::start(&[]).await.expect("redis-server");
     let url = redis_server.url();
     let broker = start(&["--redis-url", &url, "--store", "redis"]).await;
     let redis = redis_client(&url).await;
@@ -117,7 +117,7 @@ async fn sessions_are_mirrored_and_external_updates_reach_chorus_subscribers_onc
     assert_eq!(status, 200);
     assert_eq!(found["sessionData"], theirs);
 
-    redis_server.stop().await;
+    redis_server.kill();
 }
 
 /// The next message, whatever it holds.

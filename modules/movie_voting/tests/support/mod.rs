@@ -1,6 +1,6 @@
 //! What the module's tests share: a real in-process broker on port 0 with the module, clients on both
 //! transports, a minimal HTTP/1.1 client, tokens, and a `redis-server` child process.
-#![allow(dead_code)] // Each test binary uses a different part of this file.
+#![allow(dead_code)] // Not every test module uses every helper.
 
 use chorus_client::{Client, ClientError, Codec, ConnectOptions, Event};
 use chorus_core::config::Config;
@@ -8,13 +8,13 @@ use chorus_core::server::{self, Server};
 use chorus_core::store::Clock;
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+
+pub use chorus_testkit::RedisServer;
 
 pub const SECRET: &str = "movie-voting-test-secret";
 
@@ -187,53 +187,5 @@ fn dechunk(mut s: &str) -> String {
         }
         out.push_str(&rest[..size]);
         s = &rest[size + 2..];
-    }
-}
-
-/// A `redis-server` on a free loopback port, killed on drop.
-pub struct RedisServer {
-    child: Child,
-    pub port: u16,
-}
-
-impl RedisServer {
-    /// Starts `redis-server` without persistence and waits until it accepts connections.
-    pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match child {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                panic!(
-                    "redis-server is not installed (Debian: apt-get install -y redis-server); the Redis tests need it"
-                )
-            }
-            Err(e) => panic!("cannot start redis-server: {e}"),
-        };
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            match lines.next_line().await.expect("redis-server output") {
-                Some(line) if line.contains("Ready to accept connections") => break,
-                Some(_) => {}
-                None => panic!("redis-server exited before accepting connections (port {port} taken?)"),
-            }
-        }
-        // Keep draining its log so a full pipe never blocks it.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, port }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the server and waits for it to exit.
-    pub async fn stop(mut self) {
-        self.child.kill().await.expect("kill redis-server");
     }
 }
