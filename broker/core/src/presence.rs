@@ -51,11 +51,16 @@ struct Shard {
     topics: HashMap<String, HashMap<String, UserEntry>>,
 }
 
+/// Connection id → the (topic, user) pairs it is present as.
+type ConnEntries = HashMap<u64, HashSet<(String, String)>>;
+
 /// Presence for all topics on this node.
 pub struct Presence {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
-    by_conn: Mutex<HashMap<u64, HashSet<(String, String)>>>,
+    /// Per connection, where it is present; sharded by connection id, since every subscribe and
+    /// unsubscribe of every connection passes here.
+    by_conn: Box<[Mutex<ConnEntries>]>,
 }
 
 impl Default for Presence {
@@ -63,12 +68,16 @@ impl Default for Presence {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
-            by_conn: Mutex::default(),
+            by_conn: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
 }
 
 impl Presence {
+    fn conn_shard(&self, conn_id: u64) -> &Mutex<ConnEntries> {
+        &self.by_conn[(conn_id as usize) & (SHARDS - 1)]
+    }
+
     fn shard(&self, topic: &str) -> &Mutex<Shard> {
         &self.shards[(self.hasher.hash_one(topic) as usize) & (SHARDS - 1)]
     }
@@ -89,13 +98,13 @@ impl Presence {
                 }
             }
         };
-        self.by_conn.lock().entry(conn_id).or_default().insert((topic.to_owned(), user.to_owned()));
+        self.conn_shard(conn_id).lock().entry(conn_id).or_default().insert((topic.to_owned(), user.to_owned()));
         result
     }
 
     /// Removes connection `conn_id` of `user` from `topic`.
     pub fn leave(&self, topic: &str, user: &str, conn_id: u64) -> Leave {
-        if let Some(set) = self.by_conn.lock().get_mut(&conn_id) {
+        if let Some(set) = self.conn_shard(conn_id).lock().get_mut(&conn_id) {
             set.remove(&(topic.to_owned(), user.to_owned()));
         }
         self.leave_inner(topic, user, conn_id)
@@ -121,7 +130,7 @@ impl Presence {
     /// Removes a closed connection from every topic; returns the `(topic, user)` pairs it left and
     /// whether it was the user's last connection there.
     pub fn leave_connection(&self, conn_id: u64) -> Vec<(String, String, Leave)> {
-        let entries = self.by_conn.lock().remove(&conn_id).unwrap_or_default();
+        let entries = self.conn_shard(conn_id).lock().remove(&conn_id).unwrap_or_default();
         entries
             .into_iter()
             .map(|(topic, user)| {
