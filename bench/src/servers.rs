@@ -105,16 +105,7 @@ impl Launcher {
                 let (child, kv, command) = self.spawn(&exe, &args, None, &[], dir.path(), "raw listening ").await?;
                 let http = addr(&kv, "http")?;
                 let log = Some(dir.path().join("server.log"));
-                Ok(Running {
-                    pid: child.id(),
-                    http,
-                    quic: None,
-                    quic_cert: None,
-                    command,
-                    child: Some(child),
-                    log,
-                    _dir: Some(dir),
-                })
+                Ok(Running::started(child, http, command, log, dir))
             }
         }
     }
@@ -175,14 +166,9 @@ impl Launcher {
         let quic = kv.get("quic").and_then(|q| q.parse().ok());
         let log = dir.path().join("server.log");
         Ok(Running {
-            pid: child.id(),
-            http,
             quic,
             quic_cert: Some(data.join("quic-cert.pem")),
-            command,
-            child: Some(child),
-            log: Some(log),
-            _dir: Some(dir),
+            ..Running::started(child, http, command, Some(log), dir)
         })
     }
 
@@ -216,16 +202,7 @@ impl Launcher {
         }
         let command = format!("{} {}", self.nats_bin.display(), args.join(" "));
         let log = dir.path().join("server.log");
-        Ok(Running {
-            pid: child.id(),
-            http,
-            quic: None,
-            quic_cert: None,
-            command,
-            child: Some(child),
-            log: Some(log),
-            _dir: Some(dir),
-        })
+        Ok(Running::started(child, http, command, Some(log), dir))
     }
 
     async fn start_socketio(&self) -> anyhow::Result<Running> {
@@ -240,16 +217,7 @@ impl Launcher {
             .await?;
         let http = addr(&kv, "http")?;
         let log = dir.path().join("server.log");
-        Ok(Running {
-            pid: child.id(),
-            http,
-            quic: None,
-            quic_cert: None,
-            command,
-            child: Some(child),
-            log: Some(log),
-            _dir: Some(dir),
-        })
+        Ok(Running::started(child, http, command, Some(log), dir))
     }
 
     /// Starts redis-server on a free loopback port without persistence (`--save ''`, `--appendonly
@@ -315,16 +283,8 @@ impl Launcher {
         // Quoted so the report's command line can be pasted into a shell.
         let shown: Vec<String> = args.iter().map(|a| if a.is_empty() { "''".to_owned() } else { a.clone() }).collect();
         let command = format!("{} {}", self.redis_bin.display(), shown.join(" "));
-        Ok(Ok(Running {
-            pid: child.id(),
-            http: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-            quic: None,
-            quic_cert: None,
-            command,
-            child: Some(child),
-            log: Some(log),
-            _dir: Some(dir),
-        }))
+        let http = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        Ok(Ok(Running::started(child, http, command, Some(log), dir)))
     }
 
     /// Spawns a server (stderr to `<dir>/server.log`), pinned and tied to the harness's life.
@@ -402,6 +362,20 @@ impl Launcher {
 }
 
 impl Running {
+    /// A server the harness started, listening on `http`, with its log and working directory.
+    fn started(child: Child, http: SocketAddr, command: String, log: Option<PathBuf>, dir: tempfile::TempDir) -> Self {
+        Running {
+            pid: child.id(),
+            http,
+            quic: None,
+            quic_cert: None,
+            command,
+            child: Some(child),
+            log,
+            _dir: Some(dir),
+        }
+    }
+
     /// A chorus node started by someone else.
     pub fn attached(a: &Attached) -> Self {
         Running {
