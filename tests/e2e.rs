@@ -13,5 +13,6 @@ mod recovery;
 mod redis_cluster;
 mod shutdown;
 mod slow_consumer;
+mod socketio;
 mod support;
 mod transports;

@@ -1,8 +1,11 @@
 //! Test fixtures shared by the workspace's test suites: real servers the tests start for themselves.
 //!
 //! [`RedisServer`] runs Debian's `redis-server` on a free loopback port in a directory of its own,
-//! waits until it accepts connections, and kills it when dropped.
+//! waits until it accepts connections, and kills it when dropped. [`socketio`] runs the real Socket.IO
+//! client libraries (Node and Python) as scenarios against a broker.
 #![warn(missing_docs)]
+
+pub mod socketio;
 
 use anyhow::{Context, Result, bail};
 use std::io::{self, BufRead, BufReader};

@@ -72,8 +72,8 @@ impl Gateway {
     }
 }
 
-/// The gateway's routes for `namespaces` (several with one name are merged; `/` is always served, with
-/// the `chorus:*` events only if no module binds it).
+/// The gateway's routes for `namespaces` (several with one name are merged; `/` is always served). The
+/// `chorus:*` events (subscribe, unsubscribe, publish, call) work on every namespace.
 pub fn routes(ctx: &Context, namespaces: Vec<Namespace>) -> anyhow::Result<Router> {
     let mut merged: Vec<Namespace> = vec![Namespace::new("/")];
     for namespace in namespaces {

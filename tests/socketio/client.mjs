@@ -1,0 +1,309 @@
+// Scenarios run with the real socket.io-client against a running chorus broker.
+//
+//   node client.mjs <scenario> '<json options>'
+//
+// Options always carry `url` (the broker's http://host:port). A scenario asserts with node:assert and
+// exits 0 when everything held; on failure it prints the assertion and exits 1. Scenarios that need the
+// test harness to act (publish from a native client, stop a node) print one line `READY <json>` on
+// stdout and wait for one line on stdin before they go on; every line they print is JSON or `READY …`.
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { io } from "socket.io-client";
+import ts from "typescript";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const [scenario, rawOptions] = process.argv.slice(2);
+const options = JSON.parse(rawOptions ?? "{}");
+const WAIT_MS = options.waitMs ?? 15000;
+
+const stdin = createInterface({ input: process.stdin });
+const stdinLines = stdin[Symbol.asyncIterator]();
+
+/** Prints `READY <detail>` and waits for the harness's go-ahead line. */
+async function ready(detail = {}) {
+  console.log(`READY ${JSON.stringify(detail)}`);
+  const { value, done } = await stdinLines.next();
+  assert.ok(!done, "the harness closed stdin before saying go");
+  return value;
+}
+
+/** Resolves with the arguments of the next `event` on `emitter` (socket or manager), or fails. */
+function next(emitter, event, what = event) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${what} within ${WAIT_MS} ms`)), WAIT_MS);
+    emitter.once(event, (...args) => {
+      clearTimeout(timer);
+      resolve(args);
+    });
+  });
+}
+
+/** Emits with an acknowledgement and resolves with the ack's first argument. */
+async function call(socket, event, ...args) {
+  return await socket.timeout(WAIT_MS).emitWithAck(event, ...args);
+}
+
+/** A connected socket; fails on connect_error. */
+async function connect(path = "/", socketOptions = {}) {
+  const socket = io(options.url + path, { forceNew: true, reconnection: false, ...socketOptions });
+  const outcome = await Promise.race([next(socket, "connect").then(() => null), next(socket, "connect_error")]);
+  if (outcome) throw new Error(`connect to ${path} refused: ${outcome[0].message}`);
+  return socket;
+}
+
+/** The connect_error a connection attempt ends with. */
+async function refused(path, socketOptions = {}) {
+  const socket = io(options.url + path, { forceNew: true, reconnection: false, ...socketOptions });
+  const [error] = await next(socket, "connect_error");
+  socket.close();
+  return error;
+}
+
+/** HTTP against the broker, JSON in and out. */
+async function http(method, path, body, token) {
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(options.url + path, { method, headers, body: body && JSON.stringify(body) });
+  return { status: response.status, body: await response.json() };
+}
+
+async function createMovieSession() {
+  const { status, body } = await http("POST", "/api/session/create", {});
+  assert.equal(status, 200);
+  return body.sessionID;
+}
+
+/** A seed document's client snippet, copied verbatim into `seeds/`. */
+function seedBlock(name) {
+  return readFileSync(join(here, "seeds", name), "utf8");
+}
+
+/**
+ * Runs a seed's browser snippet in Node as the browser would: its imports stay at the top, its body runs
+ * inside `async function (sessionID)` (the snippets use a `sessionID` from their page and some end with
+ * the `return () => …` of a React effect), TypeScript types are stripped by the real compiler, and
+ * `location` and relative `fetch` resolve against the broker as they would on a page it served.
+ */
+async function runSeedSnippet(code, sessionID, epilogue = "") {
+  const lines = code.split("\n");
+  const imports = lines.filter((l) => l.startsWith("import "));
+  // The seeds' snippets use `io` from socket.io-client; the complete-flow one leaves its import implied.
+  if (!imports.some((l) => l.includes("socket.io-client"))) imports.push('import { io } from "socket.io-client";');
+  const body = lines.filter((l) => !l.startsWith("import ")).join("\n");
+  const source = `${imports.join("\n")}\nexport default async function (sessionID) {\n${body}\n${epilogue}\n}\n`;
+  const js = ts.transpileModule(source, {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  }).outputText;
+  const dir = mkdtempSync(join(here, ".seed-"));
+  const file = join(dir, "snippet.mjs");
+  writeFileSync(file, js);
+  try {
+    const module = await import(pathToFileURL(file).href);
+    return await module.default(sessionID);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Browser globals a page served by the broker would have. */
+function browserGlobals() {
+  const base = new URL(options.url);
+  globalThis.location = {
+    href: base.href, origin: base.origin, protocol: base.protocol, host: base.host,
+    hostname: base.hostname, port: base.port, pathname: "/", search: "", hash: "",
+  };
+  const nodeFetch = globalThis.fetch;
+  globalThis.fetch = (input, init) => nodeFetch(new URL(input, base), init);
+}
+
+/** Captures console.log / console.error lines as [method, ...args]. */
+function captureConsole() {
+  const seen = [];
+  const waiters = [];
+  for (const method of ["log", "error"]) {
+    console[method] = (...args) => {
+      seen.push([method, ...args]);
+      for (const w of waiters.splice(0)) w();
+    };
+  }
+  const out = process.stdout;
+  return {
+    seen,
+    async until(predicate, what) {
+      const deadline = Date.now() + WAIT_MS;
+      while (!seen.some(predicate)) {
+        if (Date.now() > deadline) throw new Error(`no console line ${what}; saw ${JSON.stringify(seen)}`);
+        await new Promise((r) => { waiters.push(r); setTimeout(r, 50); });
+      }
+      return seen.find(predicate);
+    },
+    print(line) { out.write(`${line}\n`); },
+  };
+}
+
+const scenarios = {
+  // Seed 000, "Connect to WebSocket (Client-side)", verbatim: joined-session, session-update, cleanup.
+  async "seed-000"() {
+    browserGlobals();
+    const sessionID = await createMovieSession();
+    const logs = captureConsole();
+    const cleanup = await runSeedSnippet(seedBlock("000-connect.ts"), sessionID);
+    const [, , joined] = await logs.until((l) => l[1] === "Successfully joined session:", "joined-session");
+    assert.equal(joined, sessionID);
+    const join = await http("POST", "/api/session/participant", { sessionID, name: "Ann" }, options.token);
+    assert.equal(join.status, 200);
+    const [, , data] = await logs.until((l) => l[1] === "Session updated:", "session-update");
+    assert.deepEqual(data.participants, ["Ann"]);
+    assert.deepEqual(data.movies, []);
+    assert.equal(typeof data.createdAt, "string");
+    assert.equal(typeof cleanup, "function");
+    cleanup();
+    logs.print(JSON.stringify({ ok: "seed-000" }));
+  },
+
+  // Seed 001, "Connect to WebSocket After Joining", verbatim, on a session that does not exist: the seed's
+  // error handler prints the contract's message.
+  async "seed-001-error"() {
+    browserGlobals();
+    const created = await createMovieSession();
+    const missing = created === "100000" ? "100001" : "100000";
+    const logs = captureConsole();
+    await runSeedSnippet(seedBlock("001-connect.ts"), missing, "globalThis.seedSocket = socket;");
+    const [, , message] = await logs.until((l) => l[1] === "Socket error:", "the error event");
+    assert.equal(message, "Session not found or has expired");
+    globalThis.seedSocket.disconnect();
+    logs.print(JSON.stringify({ ok: "seed-001-error" }));
+  },
+
+  // Seed 001, "Complete Flow Example", verbatim except that its usage line joins the session the test
+  // created instead of the literal "123456": REST join, then the socket sees every change.
+  async "seed-001-flow"() {
+    browserGlobals();
+    const sessionID = await createMovieSession();
+    const code = seedBlock("001-flow.ts").replace('joinSession("123456")', "joinSession(sessionID)");
+    const { socket, sessionData } = await runSeedSnippet(code, sessionID, "return { socket, sessionData };");
+    assert.deepEqual(sessionData.participants, []);
+    await next(socket, "joined-session");
+    const update = next(socket, "session-update");
+    const movie = await http("POST", "/api/session/participant", { sessionID, name: "Bo" }, options.token);
+    assert.equal(movie.status, 200);
+    const [data] = await update;
+    assert.deepEqual(data.participants, ["Bo"]);
+    socket.disconnect();
+    console.log(JSON.stringify({ ok: "seed-001-flow" }));
+  },
+
+  // The movie module's calls as acknowledged emits, on one transport or the upgrade path.
+  async "movie-calls"() {
+    const socket = await connect("/", { transports: options.transports, auth: { token: options.token } });
+    const created = await call(socket, "create", {});
+    assert.match(created.sessionID, /^[1-9][0-9]{5}$/);
+    socket.emit("join-session", created.sessionID);
+    const [joined] = await next(socket, "joined-session");
+    assert.equal(joined.sessionID, created.sessionID);
+    const updated = next(socket, "session-update");
+    const join = await call(socket, "join", { sessionID: created.sessionID });
+    assert.deepEqual(join.sessionData.participants, [options.name]);
+    assert.deepEqual((await updated)[0].participants, [options.name]);
+    const refused = await call(socket, "vote", { sessionID: created.sessionID, movieId: 7 });
+    assert.deepEqual(refused, { error: { code: 2007, message: "Movie not found" } });
+    const unknown = await call(socket, "no-such-event", {});
+    assert.equal(unknown.error.code, 2006);
+    console.log(JSON.stringify({ ok: "movie-calls", transport: socket.io.engine.transport.name }));
+    socket.disconnect();
+  },
+
+  // Identity from auth.token, ?token= and an Authorization header; refusals as connect_error.
+  async auth() {
+    const whoami = async (socketOptions) => {
+      const socket = await connect(options.namespace, socketOptions);
+      const me = await call(socket, "whoami", null);
+      socket.disconnect();
+      return me;
+    };
+    assert.equal((await whoami({ auth: { token: options.token } })).sub, options.sub);
+    assert.equal((await whoami({ query: { token: options.token } })).sub, options.sub);
+    assert.equal((await whoami({ transports: ["polling"], extraHeaders: { Authorization: `Bearer ${options.token}` } })).sub, options.sub);
+    const none = await refused(options.namespace, {});
+    assert.match(none.message, /authentication required/);
+    assert.deepEqual(none.data, { code: 1005 });
+    const bad = await refused(options.namespace, { auth: { token: options.badToken } });
+    assert.equal(typeof bad.message, "string");
+    assert.equal(typeof bad.data.code, "number");
+    const unknown = await refused("/no-such-namespace", {});
+    assert.equal(unknown.message, "Invalid namespace");
+    console.log(JSON.stringify({ ok: "auth" }));
+  },
+
+  // A room shared with native clients: wait, let the harness publish natively, then publish from here.
+  async "shared-topic"() {
+    const socket = await connect("/", { transports: options.transports, auth: { token: options.token } });
+    const joined = await call(socket, "chorus:subscribe", { topic: options.topic });
+    assert.equal(joined.topic, options.topic);
+    const events = [];
+    socket.on("chorus:event", (event) => events.push(event));
+    await ready({ seq: joined.seq });
+    const deadline = Date.now() + WAIT_MS;
+    while (events.length < options.expect.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(events.map((e) => e.payload), options.expect);
+    for (const e of events) assert.equal(e.topic, options.topic);
+    const published = await call(socket, "chorus:publish", { topic: options.topic, payload: { from: "socket.io" } });
+    assert.equal(typeof published.seq, "number");
+    console.log(JSON.stringify({ ok: "shared-topic", events }));
+    await ready();
+    socket.disconnect();
+  },
+
+  // Binary both ways: a Buffer in an event reaches the module as bytes and comes back as a Buffer.
+  async binary() {
+    const socket = await connect("/", { transports: options.transports, auth: { token: options.token } });
+    const bytes = Buffer.from([0, 1, 2, 250, 255]);
+    const reply = await call(socket, "chorus:call", { method: "echo.bytes", args: { data: bytes } });
+    assert.equal(reply.length, bytes.length);
+    const joined = await call(socket, "chorus:subscribe", { topic: options.topic });
+    assert.equal(joined.topic, options.topic);
+    const event = next(socket, "chorus:event");
+    await call(socket, "chorus:publish", { topic: options.topic, payload: { blob: bytes } });
+    const [got] = await event;
+    assert.ok(Buffer.isBuffer(got.payload.blob), `payload.blob is ${JSON.stringify(got.payload)}`);
+    assert.deepEqual([...got.payload.blob], [...bytes]);
+    console.log(JSON.stringify({ ok: "binary" }));
+    socket.disconnect();
+  },
+
+  // A client that reconnects on its own after its node goes away, and rejoins its room.
+  async reconnect() {
+    const socket = io(options.url, { forceNew: true, auth: { token: options.token }, reconnectionDelay: 100, reconnectionDelayMax: 500 });
+    await next(socket, "connect");
+    const first = socket.id;
+    socket.on("connect", () => socket.emit("chorus:subscribe", { topic: options.topic }));
+    await call(socket, "chorus:subscribe", { topic: options.topic });
+    await ready({ sid: first });
+    await next(socket.io, "reconnect", "reconnection");
+    assert.notEqual(socket.id, first);
+    const event = next(socket, "chorus:event");
+    await ready({ sid: socket.id });
+    const [got] = await event;
+    assert.deepEqual(got.payload, options.expect);
+    console.log(JSON.stringify({ ok: "reconnect" }));
+    socket.disconnect();
+  },
+};
+
+const run = scenarios[scenario];
+if (!run) {
+  console.error(`unknown scenario ${scenario}; known: ${Object.keys(scenarios).join(", ")}`);
+  process.exit(2);
+}
+try {
+  await run();
+  stdin.close();
+  process.exit(0);
+} catch (error) {
+  process.stderr.write(`scenario ${scenario} failed: ${error.stack ?? error}\n`);
+  process.exit(1);
+}
