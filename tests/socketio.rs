@@ -125,3 +125,151 @@ async fn socketio_client_on_node_b_gets_node_a_publishes_once() {
     }
     shared_topic(&nodes[1], &nodes[0], "cluster/room").await;
 }
+
+/// Engine.IO and Socket.IO at the packet level, with a raw HTTP client: every malformed request gets
+/// Engine.IO's coded refusal or closes only its own session.
+mod bad_input {
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const PATH: &str = "/socket.io/?EIO=4&transport=polling";
+
+    async fn request(broker: &Broker, method: &str, query: &str, body: Option<&str>) -> (u16, String) {
+        let path = format!("/socket.io/?EIO=4&transport=polling{query}");
+        http_request(broker.http, method, &path, &[("Content-Type", "text/plain;charset=UTF-8")], body)
+            .await
+            .expect("HTTP request")
+    }
+
+    /// A polling session with the root namespace connected; returns its sid.
+    async fn session(broker: &Broker) -> String {
+        let (status, open) = broker.get(PATH).await;
+        assert_eq!(status, 200, "{open}");
+        let open: Value = serde_json::from_str(open.strip_prefix('0').expect("open packet")).expect("open data");
+        let sid = open["sid"].as_str().expect("sid").to_owned();
+        assert_eq!(request(broker, "POST", &format!("&sid={sid}"), Some("40")).await, (200, "ok".to_owned()));
+        let (status, connected) = request(broker, "GET", &format!("&sid={sid}"), None).await;
+        assert_eq!(status, 200);
+        assert!(connected.starts_with("40{\"sid\":"), "{connected}");
+        sid
+    }
+
+    fn refusal(code: u8, message: &str) -> (u16, Value) {
+        (400, json!({ "code": code, "message": message }))
+    }
+
+    async fn refused(broker: &Broker, method: &str, path: &str) -> (u16, Value) {
+        let (status, body) = http_request(broker.http, method, path, &[], None).await.expect("HTTP request");
+        (status, serde_json::from_str(&body).unwrap_or_else(|_| panic!("JSON refusal, got {body:?}")))
+    }
+
+    #[tokio::test]
+    async fn engine_io_refusals_carry_their_codes() {
+        let broker = Broker::start(&[]).await;
+        let cases = [
+            ("GET", "/socket.io/?EIO=3&transport=polling", refusal(5, "Unsupported protocol version")),
+            ("GET", "/socket.io/?transport=polling", refusal(5, "Unsupported protocol version")),
+            ("GET", "/socket.io/?EIO=4&transport=flash", refusal(0, "Transport unknown")),
+            ("POST", "/socket.io/?EIO=4&transport=polling", refusal(2, "Bad handshake method")),
+            ("GET", "/socket.io/?EIO=4&transport=polling&sid=nope", refusal(1, "Session ID unknown")),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(refused(&broker, method, path).await, expected, "{method} {path}");
+        }
+        assert!(broker.metrics().await.get("chorus_socketio_errors_total{reason=\"unknown_sid\"}") >= 1.0);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_413_and_a_malformed_packet_closes_only_its_session() {
+        let broker = Broker::start(&["--socketio-max-http-buffer-bytes", "2048"]).await;
+        let bystander = session(&broker).await;
+        let sid = session(&broker).await;
+        let big = format!("42[\"x\",\"{}\"]", "a".repeat(4096));
+        assert_eq!(request(&broker, "POST", &format!("&sid={sid}"), Some(&big)).await.0, 413);
+
+        let other = session(&broker).await;
+        assert_eq!(request(&broker, "POST", &format!("&sid={other}"), Some("4{not a packet")).await.0, 200);
+        let after = request(&broker, "GET", &format!("&sid={other}"), None).await;
+        let unknown = (400, refusal(1, "Session ID unknown").1.to_string());
+        assert!(after == (200, "1".to_owned()) || after == unknown, "the session is closed: {after:?}");
+
+        assert_eq!(request(&broker, "POST", &format!("&sid={bystander}"), Some("42[\"ping\"]")).await.0, 200);
+        let (status, body) = request(&broker, "GET", &format!("&sid={bystander}"), None).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("\"error\""), "the bystander's session still answers: {body}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_namespace_is_a_connect_error() {
+        let broker = Broker::start(&[]).await;
+        let sid = session(&broker).await;
+        assert_eq!(request(&broker, "POST", &format!("&sid={sid}"), Some("40/nope,")).await.0, 200);
+        let (status, body) = request(&broker, "GET", &format!("&sid={sid}"), None).await;
+        assert_eq!((status, body.as_str()), (200, "44/nope,{\"message\":\"Invalid namespace\"}"));
+    }
+
+    #[tokio::test]
+    async fn a_second_waiting_get_is_refused_and_ends_the_session() {
+        let broker = Broker::start(&[]).await;
+        let sid = session(&broker).await;
+        let gets = "chorus_socketio_polling_requests_total{method=\"GET\"}";
+        let before = broker.metrics().await.get(gets);
+        let first = {
+            let (addr, path) = (broker.http, format!("{PATH}&sid={sid}"));
+            tokio::spawn(async move { http_request(addr, "GET", &path, &[], None).await.expect("first GET") })
+        };
+        while broker.metrics().await.get(gets) <= before {
+            tokio::task::yield_now().await;
+        }
+        let second = request(&broker, "GET", &format!("&sid={sid}"), None).await;
+        assert_eq!((second.0, serde_json::from_str(&second.1).ok()), (400, Some(refusal(3, "Bad request").1)));
+        assert_eq!(first.await.expect("first GET task"), (200, "1".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn attachments_that_never_arrive_close_the_session() {
+        let broker = Broker::start(&[]).await;
+        let sid = session(&broker).await;
+        let announced = "451-[\"x\",{\"_placeholder\":true,\"num\":0}]";
+        assert_eq!(request(&broker, "POST", &format!("&sid={sid}"), Some(announced)).await.0, 200);
+        let started = std::time::Instant::now();
+        let mut body = String::new();
+        while started.elapsed() < Duration::from_secs(30) && !body.ends_with('1') {
+            let (status, next) = request(&broker, "GET", &format!("&sid={sid}"), None).await;
+            assert_eq!(status, 200, "{next}");
+            body = next;
+        }
+        assert!(body.ends_with('1'), "closed after the attachments timeout: {body:?}");
+        assert!(started.elapsed() >= Duration::from_secs(5), "not before the timeout");
+    }
+
+    #[tokio::test]
+    async fn upgrade_answers_the_waiting_get_with_noop_and_then_refuses_polling() {
+        let broker = Broker::start(&[]).await;
+        let sid = session(&broker).await;
+        let waiting = {
+            let (addr, path) = (broker.http, format!("{PATH}&sid={sid}"));
+            tokio::spawn(async move { http_request(addr, "GET", &path, &[], None).await.expect("waiting GET") })
+        };
+        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket&sid={sid}", broker.http);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket upgrade");
+        ws.send(Message::text("2probe")).await.expect("probe");
+        let probe = tokio::time::timeout(WAIT, ws.next()).await.expect("probe answer").expect("open").expect("frame");
+        assert_eq!(probe, Message::text("3probe"));
+        assert_eq!(waiting.await.expect("waiting GET task"), (200, "6".to_owned()));
+        ws.send(Message::text("5")).await.expect("upgrade");
+        ws.send(Message::text("42[\"chorus:subscribe\",{\"topic\":\"up/graded\"}]")).await.expect("emit");
+        assert_eq!(refused(&broker, "GET", &format!("{PATH}&sid={sid}")).await, refusal(3, "Bad request"));
+        ws.send(Message::text("42[\"no-such-event\"]")).await.expect("emit");
+        let reply = loop {
+            let frame = tokio::time::timeout(WAIT, ws.next()).await.expect("reply").expect("open").expect("frame");
+            if let Message::Text(text) = frame
+                && text.starts_with("42[\"error\"")
+            {
+                break text;
+            }
+        };
+        assert!(reply.contains("2006"), "{reply}");
+    }
+}

@@ -4,10 +4,11 @@
 //! other payload (plain pub/sub) becomes `emit("chorus:event", { topic, seq, payload })`, so a Socket.IO
 //! client sees the same events, in the same order, as a native subscriber of the topic.
 
+use super::binary;
 use crate::queue::EventEncoder;
 use bytes::Bytes;
+use chorus_protocol::Payload;
 use chorus_protocol::socketio::{self, Kind, RESERVED_EVENTS};
-use chorus_protocol::{Codec, Payload};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -42,23 +43,27 @@ impl NamespaceEncoder {
         socketio::encode(Kind::Event, &self.namespace, None, 0, Some(&format!("[{name},{data}]")))
     }
 
-    /// A topic payload as the Socket.IO event a socket receives.
+    /// A topic payload as the Socket.IO event a socket receives (a `BINARY_EVENT` with attachments when
+    /// the payload holds bytes).
     pub fn event(&self, topic: &str, seq: u64, payload: &Payload) -> Option<Bytes> {
-        let json = match payload.encoded(Codec::Json) {
-            Ok(json) => json,
+        let outbound = match binary::outbound(payload) {
+            Ok(outbound) => outbound,
             Err(e) => {
                 tracing::error!(topic, error = %e, "event cannot be encoded as JSON; not delivered to Socket.IO");
                 return None;
             }
         };
-        if let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(&json)
+        let json = &outbound.json;
+        if let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(json)
             && !RESERVED_EVENTS.contains(&envelope.event.as_ref())
         {
-            return Some(self.emit(&envelope.event, envelope.data.get()));
+            let name = serde_json::to_string(&envelope.event).ok()?;
+            let data = format!("[{name},{}]", envelope.data.get());
+            return Some(binary::packet(Kind::Event, &self.namespace, None, &data, &outbound.attachments));
         }
-        let topic = serde_json::to_string(topic).unwrap_or_else(|_| "\"\"".to_owned());
-        let body = String::from_utf8_lossy(&json);
-        Some(self.emit(TOPIC_EVENT, &format!("{{\"topic\":{topic},\"seq\":{seq},\"payload\":{body}}}")))
+        let topic = serde_json::to_string(topic).ok()?;
+        let data = format!("[\"{TOPIC_EVENT}\",{{\"topic\":{topic},\"seq\":{seq},\"payload\":{json}}}]");
+        Some(binary::packet(Kind::Event, &self.namespace, None, &data, &outbound.attachments))
     }
 }
 

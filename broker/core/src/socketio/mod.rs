@@ -23,6 +23,7 @@
 //! public test suite; here a Socket.IO socket is one more subscriber of the registry, and a publish
 //! costs one encoding per namespace whatever the number of Socket.IO clients.
 
+mod binary;
 mod config;
 mod encoder;
 mod http;

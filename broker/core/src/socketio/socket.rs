@@ -7,6 +7,7 @@
 //! `on_unsubscribe` / `on_disconnect` when it goes. Emitted events map to operations as the namespace's
 //! bindings say; the `chorus:*` events give every namespace the native protocol's topic operations.
 
+use super::binary::{self, Outbound, payload_of};
 use super::encoder::NamespaceEncoder;
 use super::namespace::Route;
 use super::session::Session;
@@ -99,11 +100,11 @@ fn arguments(mut data: Vec<Value>) -> Value {
     }
 }
 
-fn invalid(message: impl Into<String>) -> ModuleError {
+pub(super) fn invalid(message: impl Into<String>) -> ModuleError {
     ModuleError::new(ErrorCode::InvalidArgument, message)
 }
 
-fn internal(e: impl std::fmt::Display) -> ModuleError {
+pub(super) fn internal(e: impl std::fmt::Display) -> ModuleError {
     ModuleError::new(ErrorCode::Internal, e.to_string())
 }
 
@@ -111,57 +112,6 @@ fn internal(e: impl std::fmt::Display) -> ModuleError {
 fn json_of(payload: &Payload) -> Result<String, ModuleError> {
     let bytes = payload.encoded(Codec::Json).map_err(internal)?;
     String::from_utf8(bytes.to_vec()).map_err(internal)
-}
-
-/// A value from a client as a payload; binary placeholders become MessagePack `bin` with their
-/// attachment's bytes.
-fn payload_of(value: &Value, attachments: &[Bytes]) -> Result<Payload, ModuleError> {
-    if attachments.is_empty() {
-        let json = serde_json::to_vec(value).map_err(internal)?;
-        return Payload::from_json(Bytes::from(json))
-            .map_err(|e| ModuleError::new(ErrorCode::InvalidPayload, e.to_string()));
-    }
-    let mut out = Vec::new();
-    write_msgpack(value, attachments, &mut out)?;
-    Payload::from_msgpack(Bytes::from(out)).map_err(|e| ModuleError::new(ErrorCode::InvalidPayload, e.to_string()))
-}
-
-fn write_msgpack(value: &Value, attachments: &[Bytes], out: &mut Vec<u8>) -> Result<(), ModuleError> {
-    use rmp::encode as mp;
-    let io = |e: rmp::encode::ValueWriteError| internal(e);
-    if let Some(num) = socketio::placeholder(value) {
-        let data = usize::try_from(num).ok().and_then(|n| attachments.get(n));
-        let data = data.ok_or_else(|| invalid(format!("binary placeholder {num} names no attachment")))?;
-        let len = u32::try_from(data.len()).map_err(internal)?;
-        mp::write_bin_len(out, len).map_err(io)?;
-        out.extend_from_slice(data);
-        return Ok(());
-    }
-    match value {
-        Value::Null => mp::write_nil(out).map_err(internal)?,
-        Value::Bool(b) => mp::write_bool(out, *b).map_err(internal)?,
-        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
-            (Some(u), _, _) => mp::write_uint(out, u).map(drop).map_err(io)?,
-            (_, Some(i), _) => mp::write_sint(out, i).map(drop).map_err(io)?,
-            (_, _, Some(f)) => mp::write_f64(out, f).map_err(io)?,
-            _ => return Err(invalid("number out of range")),
-        },
-        Value::String(s) => mp::write_str(out, s).map_err(io)?,
-        Value::Array(items) => {
-            mp::write_array_len(out, u32::try_from(items.len()).map_err(internal)?).map_err(io)?;
-            for item in items {
-                write_msgpack(item, attachments, out)?;
-            }
-        }
-        Value::Object(map) => {
-            mp::write_map_len(out, u32::try_from(map.len()).map_err(internal)?).map_err(io)?;
-            for (k, v) in map {
-                mp::write_str(out, k).map_err(io)?;
-                write_msgpack(v, attachments, out)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The token from a `CONNECT` packet's `auth` object (`{ token }`, with or without `Bearer `).
@@ -335,10 +285,11 @@ impl Sockets {
 
     /// Answers an event: the acknowledgement when one was asked for; an error as the ack's `{ error }` or,
     /// without an ack, as an `error` event.
-    fn answer(&self, namespace: &str, id: Option<u64>, outcome: Result<String, ModuleError>) {
+    fn answer(&self, namespace: &str, id: Option<u64>, outcome: Result<Outbound, ModuleError>) {
         match (outcome, id) {
-            (Ok(json), Some(id)) => {
-                self.push(socketio::encode(Kind::Ack, namespace, Some(id), 0, Some(&format!("[{json}]"))))
+            (Ok(reply), Some(id)) => {
+                let data = format!("[{}]", reply.json);
+                self.push(binary::packet(Kind::Ack, namespace, Some(id), &data, &reply.attachments));
             }
             (Ok(_), None) => {}
             (Err(e), id) => {
@@ -374,21 +325,21 @@ impl Sockets {
         name: &str,
         args: Value,
         attachments: &[Bytes],
-    ) -> Result<String, ModuleError> {
+    ) -> Result<Outbound, ModuleError> {
         let parse = |e: serde_json::Error| invalid(format!("{name}: {e}"));
         match name {
             "chorus:subscribe" => {
                 let a: SubscribeArgs = serde_json::from_value(args).map_err(parse)?;
-                return self.subscribe(namespace, &a.topic, a.since, false).await;
+                return self.subscribe(namespace, &a.topic, a.since, false).await.map(Outbound::from);
             }
             "chorus:unsubscribe" => {
                 let a: TopicArgs = serde_json::from_value(args).map_err(parse)?;
-                return self.unsubscribe(namespace, &a.topic).await;
+                return self.unsubscribe(namespace, &a.topic).await.map(Outbound::from);
             }
             "chorus:publish" => {
                 let a: PublishArgs = serde_json::from_value(args).map_err(parse)?;
                 let payload = payload_of(&a.payload, attachments)?;
-                return self.publish(namespace, &a.topic, payload).await;
+                return self.publish(namespace, &a.topic, payload).await.map(Outbound::from);
             }
             "chorus:call" => {
                 let a: CallArgs = serde_json::from_value(args).map_err(parse)?;
@@ -401,11 +352,18 @@ impl Sockets {
         for route in host.spec.routes_of(name) {
             match route {
                 Route::Subscribe(topic_of) => match topic_of(&args) {
-                    Some(topic) => return self.subscribe(namespace, &topic.map_err(invalid)?, None, true).await,
+                    Some(topic) => {
+                        return self
+                            .subscribe(namespace, &topic.map_err(invalid)?, None, true)
+                            .await
+                            .map(Outbound::from);
+                    }
                     None => continue,
                 },
                 Route::Unsubscribe(topic_of) => match topic_of(&args) {
-                    Some(topic) => return self.unsubscribe(namespace, &topic.map_err(invalid)?).await,
+                    Some(topic) => {
+                        return self.unsubscribe(namespace, &topic.map_err(invalid)?).await.map(Outbound::from);
+                    }
                     None => continue,
                 },
                 Route::Call(method) => return self.call(namespace, method, payload_of(&args, attachments)?).await,
@@ -514,7 +472,7 @@ impl Sockets {
         Ok(json!({ "seq": seq }).to_string())
     }
 
-    async fn call(&mut self, namespace: &str, method: &str, args: Payload) -> Result<String, ModuleError> {
+    async fn call(&mut self, namespace: &str, method: &str, args: Payload) -> Result<Outbound, ModuleError> {
         let node = self.ctx.node.clone();
         let caller = self.socket(namespace)?.caller.clone();
         let Some((module, name)) = node.modules.route_call(method) else {
@@ -522,7 +480,7 @@ impl Sockets {
         };
         let module = module.clone();
         let result = module.on_call(&self.ctx, &caller, name, args).await?;
-        json_of(&result)
+        binary::outbound(&result).map_err(internal)
     }
 }
 
@@ -535,16 +493,6 @@ mod tests {
         assert_eq!(arguments(vec![]), Value::Null);
         assert_eq!(arguments(vec![json!("123456")]), json!("123456"));
         assert_eq!(arguments(vec![json!(1), json!(2)]), json!([1, 2]));
-    }
-
-    #[test]
-    fn placeholders_become_binary() {
-        let value = json!({"file": {"_placeholder": true, "num": 0}, "n": -1, "f": 1.5});
-        let payload = payload_of(&value, &[Bytes::from_static(&[1, 2, 3])]).unwrap();
-        assert_eq!(payload.codec(), Codec::MsgPack);
-        assert_eq!(payload.to_json(), json!({"file": [1, 2, 3], "n": -1, "f": 1.5}));
-        let missing = payload_of(&json!([{"_placeholder": true, "num": 4}]), &[Bytes::from_static(b"x")]);
-        assert_eq!(missing.unwrap_err().code, ErrorCode::InvalidArgument);
     }
 
     #[test]
