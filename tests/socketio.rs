@@ -201,6 +201,31 @@ mod bad_input {
     }
 
     #[tokio::test]
+    async fn a_session_that_stops_reading_is_cut_as_a_slow_consumer() {
+        let broker = Broker::start(&["--outbound-queue-bytes", "65536"]).await;
+        let sid = session(&broker).await;
+        let subscribe = "420[\"chorus:subscribe\",{\"topic\":\"slow/room\"}]";
+        assert_eq!(request(&broker, "POST", &format!("&sid={sid}"), Some(subscribe)).await.0, 200);
+        let (status, ack) = request(&broker, "GET", &format!("&sid={sid}"), None).await;
+        assert_eq!(status, 200);
+        assert!(ack.starts_with("430[{\"epoch\""), "{ack}");
+        let publisher = native(&broker, false).await;
+        let text = "x".repeat(1024);
+        for _ in 0..100 {
+            publisher
+                .publish("slow/room", Payload::from_value(&json!({ "text": text })).unwrap())
+                .await
+                .expect("publish");
+        }
+        let after = request(&broker, "GET", &format!("&sid={sid}"), None).await;
+        let unknown = (400, refusal(1, "Session ID unknown").1.to_string());
+        assert!(after.1.ends_with('1') || after == unknown, "the session was cut: {after:?}");
+        assert!(broker.metrics().await.get("chorus_slow_consumer_disconnects_total") >= 1.0);
+        let me = publisher.publish("slow/room", Payload::from_value(&json!({ "text": "still here" })).unwrap()).await;
+        assert!(me.is_ok(), "the publisher is unaffected: {me:?}");
+    }
+
+    #[tokio::test]
     async fn an_unknown_namespace_is_a_connect_error() {
         let broker = Broker::start(&[]).await;
         let sid = session(&broker).await;
