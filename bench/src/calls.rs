@@ -136,8 +136,8 @@ fn call_frame(conn: &Conn, id: u64, call: &CallSpec) -> anyhow::Result<Vec<u8>> 
         Proto::ChorusWs(_) | Proto::ChorusQuic => {
             return conn.encode(&ClientFrame::Call { id, method: call.method.clone(), args: call.args.clone() });
         }
-        Proto::SocketIo => {
-            let packet = format!("42{id}[\"call\",{},{}]", serde_json::to_string(&call.method)?, call.json);
+        Proto::SocketIo(events) => {
+            let packet = events.call(id, &call.method, &call.json)?;
             conn.frame(packet.as_bytes(), &mut out);
         }
         Proto::Nats => {

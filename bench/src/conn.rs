@@ -34,8 +34,52 @@ pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 const MSGPACK_EVENT_PREFIX: &[u8] = b"\x84\xa4type\xa5event";
 /// The start of every chorus JSON `event` frame.
 const JSON_EVENT_PREFIX: &[u8] = b"{\"type\":\"event\"";
-/// The start of a Socket.IO `msg` event packet sent by `bench/peers/socketio/server.js`.
-const SOCKETIO_MSG_PREFIX: &[u8] = b"42[\"msg\"";
+/// Which Socket.IO server's events a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketIoEvents {
+    /// `bench/peers/socketio/server.js`: `join`, `pub`, `call`; deliveries are `msg` `(room, payload)`.
+    Peer,
+    /// chorus' gateway: `chorus:subscribe`, `chorus:publish`, `chorus:call`; deliveries are
+    /// `chorus:event` `{ topic, seq, payload }`.
+    Chorus,
+}
+
+impl SocketIoEvents {
+    /// The event packet joining `topic`, acknowledged with `id`.
+    fn join(self, id: u64, topic: &str) -> anyhow::Result<String> {
+        let topic = serde_json::to_string(topic)?;
+        Ok(match self {
+            Self::Peer => format!("42{id}[\"join\",{topic}]"),
+            Self::Chorus => format!("42{id}[\"chorus:subscribe\",{{\"topic\":{topic}}}]"),
+        })
+    }
+
+    /// The unacknowledged event packet publishing the string `text` on `topic`.
+    fn publish(self, topic: &str, text: &str) -> anyhow::Result<String> {
+        let topic = serde_json::to_string(topic)?;
+        Ok(match self {
+            Self::Peer => format!("42[\"pub\",{topic},\"{text}\"]"),
+            Self::Chorus => format!("42[\"chorus:publish\",{{\"topic\":{topic},\"payload\":\"{text}\"}}]"),
+        })
+    }
+
+    /// The event packet calling `method` with the JSON `args`, acknowledged with `id`.
+    pub fn call(self, id: u64, method: &str, args: &str) -> anyhow::Result<String> {
+        let method = serde_json::to_string(method)?;
+        Ok(match self {
+            Self::Peer => format!("42{id}[\"call\",{method},{args}]"),
+            Self::Chorus => format!("42{id}[\"chorus:call\",{{\"method\":{method},\"args\":{args}}}]"),
+        })
+    }
+
+    /// What a delivery packet starts and ends with; the string payload ends right before the end.
+    fn delivery(self) -> (&'static [u8], &'static [u8]) {
+        match self {
+            Self::Peer => (b"42[\"msg\"", b"\"]"),
+            Self::Chorus => (b"42[\"chorus:event\"", b"\"}]"),
+        }
+    }
+}
 
 /// The dialect a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +90,8 @@ pub enum Proto {
     ChorusQuic,
     /// NATS client protocol over WebSocket.
     Nats,
-    /// Socket.IO 4 (engine.io 4) over WebSocket.
-    SocketIo,
+    /// Socket.IO 4 (engine.io 4) over WebSocket, with one server's event names.
+    SocketIo(SocketIoEvents),
 }
 
 /// How to reach a target.
@@ -212,7 +256,7 @@ impl Dialer {
             Proto::ChorusWs(Codec::MsgPack) => Some(("/v1/ws", Some(chorus_protocol::SUBPROTOCOL_MSGPACK))),
             Proto::ChorusWs(Codec::Json) => Some(("/v1/ws", Some(chorus_protocol::SUBPROTOCOL_JSON))),
             Proto::Nats => Some(("/", None)),
-            Proto::SocketIo => Some(("/socket.io/?EIO=4&transport=websocket", None)),
+            Proto::SocketIo(_) => Some(("/socket.io/?EIO=4&transport=websocket", None)),
         };
         let (reader, writer) = match ws_route {
             None => {
@@ -271,7 +315,7 @@ impl Conn {
                 self.send(&out).await?;
                 self.wait_pong().await
             }
-            Proto::SocketIo => {
+            Proto::SocketIo(_) => {
                 self.wait(|m| matches!(m, Incoming::Open).then_some(Ok(()))).await?;
                 let mut out = Vec::new();
                 self.frame(b"40", &mut out);
@@ -321,9 +365,9 @@ impl Conn {
                 self.send(&out).await?;
                 self.wait_pong().await
             }
-            Proto::SocketIo => {
+            Proto::SocketIo(events) => {
                 for (i, topic) in topics.iter().enumerate() {
-                    let packet = format!("42{}[\"join\",{}]", i + 1, serde_json::to_string(topic)?);
+                    let packet = events.join(i as u64 + 1, topic)?;
                     self.frame(packet.as_bytes(), &mut out);
                 }
                 self.send(&out).await?;
@@ -371,8 +415,8 @@ impl Conn {
                 text_msg.extend_from_slice(b"\r\n");
                 self.frame(&text_msg, &mut out);
             }
-            Proto::SocketIo => {
-                let packet = format!("42[\"pub\",{},\"{text}\"]", serde_json::to_string(topic)?);
+            Proto::SocketIo(events) => {
+                let packet = events.publish(topic, text)?;
                 self.frame(packet.as_bytes(), &mut out);
             }
         }
@@ -403,7 +447,7 @@ impl Conn {
                 out.extend_from_slice(&(body.len() as u32).to_be_bytes());
                 out.extend_from_slice(body);
             }
-            Proto::ChorusWs(Codec::Json) | Proto::SocketIo => ws::put_frame(out, ws::OP_TEXT, body),
+            Proto::ChorusWs(Codec::Json) | Proto::SocketIo(_) => ws::put_frame(out, ws::OP_TEXT, body),
             Proto::ChorusWs(Codec::MsgPack) | Proto::Nats => ws::put_frame(out, ws::OP_BINARY, body),
         }
     }
@@ -558,8 +602,8 @@ fn dispatch(state: &mut State, msg: &[u8], on: &mut impl FnMut(Incoming<'_>)) ->
         Proto::ChorusWs(Codec::MsgPack) | Proto::ChorusQuic => chorus_message(state, Codec::MsgPack, msg, on),
         Proto::ChorusWs(Codec::Json) => chorus_message(state, Codec::Json, msg, on),
         Proto::Nats => nats_messages(state, msg, on),
-        Proto::SocketIo => {
-            socketio_packet(state, msg, on);
+        Proto::SocketIo(events) => {
+            socketio_packet(state, events, msg, on);
             Ok(())
         }
     }
@@ -653,8 +697,9 @@ fn nats_messages(state: &mut State, msg: &[u8], on: &mut impl FnMut(Incoming<'_>
 }
 
 /// Socket.IO: one engine.io packet per WebSocket message.
-fn socketio_packet(state: &mut State, msg: &[u8], on: &mut impl FnMut(Incoming<'_>)) {
+fn socketio_packet(state: &mut State, events: SocketIoEvents, msg: &[u8], on: &mut impl FnMut(Incoming<'_>)) {
     let plen = state.payload_len;
+    let (prefix, suffix) = events.delivery();
     match msg {
         b"2" => ws::put_frame(&mut state.outbox, ws::OP_TEXT, b"3"),
         b"3" => on(Incoming::Pong),
@@ -667,11 +712,9 @@ fn socketio_packet(state: &mut State, msg: &[u8], on: &mut impl FnMut(Incoming<'
         [b'4', b'4', rest @ ..] => {
             on(Incoming::Error { id: None, code: 0, message: String::from_utf8_lossy(rest).into_owned() })
         }
-        _ if msg.starts_with(SOCKETIO_MSG_PREFIX)
-            && msg.ends_with(b"\"]")
-            && msg.len() > plen + SOCKETIO_MSG_PREFIX.len() + 2 =>
-        {
-            on(Incoming::Event { payload: &msg[msg.len() - 2 - plen..msg.len() - 2], reply_to: None });
+        _ if msg.starts_with(prefix) && msg.ends_with(suffix) && msg.len() > plen + prefix.len() + suffix.len() => {
+            let end = msg.len() - suffix.len();
+            on(Incoming::Event { payload: &msg[end - plen..end], reply_to: None });
         }
         [b'4', b'3', rest @ ..] => {
             let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -730,10 +773,10 @@ mod tests {
 
     #[test]
     fn socketio_packets() {
-        let mut st = state(Proto::SocketIo);
+        let mut st = state(Proto::SocketIo(SocketIoEvents::Peer));
         let mut seen = Vec::new();
         for packet in [&b"2"[..], b"42[\"msg\",\"room\",\"wxyz\"]", b"437[{\"ok\":true}]", b"40{\"sid\":\"x\"}"] {
-            socketio_packet(&mut st, packet, &mut |m| {
+            socketio_packet(&mut st, SocketIoEvents::Peer, packet, &mut |m| {
                 seen.push(match m {
                     Incoming::Event { payload, .. } => String::from_utf8_lossy(payload).into_owned(),
                     Incoming::Reply { id } => format!("reply {id}"),

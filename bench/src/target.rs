@@ -1,7 +1,7 @@
 //! The targets: chorus over three transports/codecs and the three peers, each with the server it
 //! runs against and the dialect the generator speaks to it.
 
-use crate::conn::Proto;
+use crate::conn::{Proto, SocketIoEvents};
 use crate::servers::ServerKind;
 use chorus_protocol::Codec;
 use clap::ValueEnum;
@@ -15,6 +15,8 @@ pub enum Target {
     ChorusJson,
     /// chorus, QUIC (MessagePack).
     ChorusQuic,
+    /// chorus' Socket.IO gateway, WebSocket transport (the Socket.IO peer's workload, chorus events).
+    ChorusSocketio,
     /// nats-server over WebSocket, NATS text protocol.
     Nats,
     /// Socket.IO 4 on Node, rooms and broadcast.
@@ -25,8 +27,15 @@ pub enum Target {
 
 impl Target {
     /// Every target, in report order.
-    pub const ALL: [Target; 6] =
-        [Target::ChorusMsgpack, Target::ChorusJson, Target::ChorusQuic, Target::Nats, Target::Socketio, Target::Raw];
+    pub const ALL: [Target; 7] = [
+        Target::ChorusMsgpack,
+        Target::ChorusJson,
+        Target::ChorusQuic,
+        Target::ChorusSocketio,
+        Target::Nats,
+        Target::Socketio,
+        Target::Raw,
+    ];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -34,6 +43,7 @@ impl Target {
             Self::ChorusMsgpack => "chorus-msgpack",
             Self::ChorusJson => "chorus-json",
             Self::ChorusQuic => "chorus-quic",
+            Self::ChorusSocketio => "chorus-socketio",
             Self::Nats => "nats",
             Self::Socketio => "socketio",
             Self::Raw => "raw",
@@ -47,14 +57,15 @@ impl Target {
             Self::ChorusJson => Proto::ChorusWs(Codec::Json),
             Self::ChorusQuic => Proto::ChorusQuic,
             Self::Nats => Proto::Nats,
-            Self::Socketio => Proto::SocketIo,
+            Self::ChorusSocketio => Proto::SocketIo(SocketIoEvents::Chorus),
+            Self::Socketio => Proto::SocketIo(SocketIoEvents::Peer),
         }
     }
 
     /// The server it runs against.
     pub fn server(self) -> ServerKind {
         match self {
-            Self::ChorusMsgpack | Self::ChorusJson | Self::ChorusQuic => ServerKind::Chorus,
+            Self::ChorusMsgpack | Self::ChorusJson | Self::ChorusQuic | Self::ChorusSocketio => ServerKind::Chorus,
             Self::Nats => ServerKind::Nats,
             Self::Socketio => ServerKind::SocketIo,
             Self::Raw => ServerKind::Raw,
