@@ -10,6 +10,7 @@
 //! - [`topic`]: topic name grammar and its limit.
 //! - [`code`]: [`ErrorCode`] (in error frames) and [`CloseCode`] (on close), both stable numbers.
 //! - [`delimit`]: length-prefixed framing for byte streams (QUIC streams).
+//! - [`engineio`], [`socketio`]: Engine.IO v4 and Socket.IO v5 packets, for the broker's Socket.IO gateway.
 //!
 //! Decoders take a whole frame (a WebSocket message, or one length-delimited QUIC frame). On a byte stream,
 //! [`delimit::split_frame`] returns `Ok(None)` for "not enough bytes yet", which is not an error.
@@ -18,10 +19,12 @@
 pub mod code;
 pub mod codec;
 pub mod delimit;
+pub mod engineio;
 pub mod frame;
 mod json;
 mod msgpack;
 pub mod payload;
+pub mod socketio;
 pub mod topic;
 
 pub use code::{CloseCode, ErrorCode};

@@ -143,6 +143,10 @@ pub struct Config {
     /// Storage settings.
     #[command(flatten)]
     pub store: chorus_store::StoreConfig,
+
+    /// Socket.IO gateway settings.
+    #[command(flatten)]
+    pub socketio: crate::socketio::SocketIoConfig,
 }
 
 impl Config {
@@ -189,6 +193,7 @@ impl Config {
         if self.outbound_queue_bytes < self.max_frame_bytes as usize {
             bail!("outbound_queue_bytes must be at least max_frame_bytes");
         }
+        self.socketio.check()?;
         match (self.jwt_alg, &self.jwt_secret, &self.jwt_public_key) {
             (JwtAlg::Hs256, None, Some(_)) => bail!("--jwt-public-key needs --jwt-alg RS256 or EdDSA"),
             (JwtAlg::Rs256 | JwtAlg::EdDsa, Some(_), None) => {

@@ -123,7 +123,7 @@ pub(crate) async fn close_queue(
 pub(crate) async fn join_topic(
     ctx: &Context,
     caller: &Caller,
-    queue: &Arc<OutQueue>,
+    subscriber: Subscriber,
     topic: &str,
     since: Option<&Position>,
 ) -> Result<(Subscribed, Option<Payload>), ModuleError> {
@@ -136,7 +136,6 @@ pub(crate) async fn join_topic(
         Some(cluster) => watch_topic(node, cluster.as_ref(), topic, since).await?,
         None => Vec::new(),
     };
-    let subscriber = Subscriber { conn_id: caller.conn_id, queue: queue.clone() };
     let subscribed = node.registry.subscribe(topic, subscriber, since, &older);
     let snapshot = match &owner {
         Some(m) => m.snapshot(ctx, caller, topic).await.inspect_err(|_| {
@@ -398,7 +397,8 @@ impl Conn {
             let max = self.node.config.max_subscriptions;
             return self.error(id, ErrorCode::SubscriptionLimit, format!("at most {max} subscriptions per connection"));
         }
-        match join_topic(&self.ctx, caller, &self.queue, &topic, since.as_ref()).await {
+        match join_topic(&self.ctx, caller, Subscriber::new(self.id, self.queue.clone()), &topic, since.as_ref()).await
+        {
             Err(e) => self.error(id, e.code, e.message),
             Ok((subscribed, snapshot)) => {
                 self.subscriptions.insert(topic);

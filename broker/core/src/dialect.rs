@@ -14,6 +14,7 @@ use crate::conn::{
 use crate::module::{Caller, Context};
 use crate::node::Node;
 use crate::queue::{Encoding, EventEncoder, FrameSink, OutQueue};
+use crate::topics::Subscriber;
 use crate::ws;
 use axum::Router;
 use axum::body::Body;
@@ -121,7 +122,7 @@ impl DialectEncoder {
 }
 
 impl EventEncoder for DialectEncoder {
-    fn encode_event(&self, topic: &str, payload: &Payload) -> Option<Bytes> {
+    fn encode_event(&self, topic: &str, _seq: u64, payload: &Payload) -> Option<Bytes> {
         self.render(self.dialect.event(topic, payload)?)
     }
 }
@@ -340,7 +341,15 @@ impl DialectConn {
         if self.topics.len() >= node.config.max_subscriptions as usize {
             return self.error(&format!("at most {} subscriptions per connection", node.config.max_subscriptions));
         }
-        match join_topic(&self.host.ctx, &self.caller, &self.queue, &topic, None).await {
+        match join_topic(
+            &self.host.ctx,
+            &self.caller,
+            Subscriber::new(self.caller.conn_id, self.queue.clone()),
+            &topic,
+            None,
+        )
+        .await
+        {
             Err(e) => self.error(&e.message),
             Ok((_, snapshot)) => {
                 self.host.topic_joined(&topic);

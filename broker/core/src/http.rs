@@ -1,5 +1,6 @@
 //! The HTTP side of the TCP port: the native WebSocket endpoint `/v1/ws`, `/metrics`, `/health`,
-//! `/ready`, and the modules' REST routes. `/ws` and `/socket.io/` are reserved for compat dialects.
+//! `/ready`, and the modules' REST routes. `/ws` is reserved for compat dialects; the Socket.IO gateway
+//! ([`crate::socketio`]) adds its own routes at `--socketio-path`.
 
 use crate::conn::{Accepted, serve};
 use crate::node::Node;

@@ -13,6 +13,7 @@
 //! - [`http`]: `/v1/ws` upgrade, `/metrics`, `/health`, `/ready`, module REST routes.
 //! - [`ws`], [`quic`], [`tls`]: transports and the QUIC certificate.
 //! - [`dialect`]: hosts compat dialects (an existing app's JSON WebSocket API) over topics and modules.
+//! - [`socketio`]: the Socket.IO v4 gateway (Engine.IO polling + WebSocket) over the same topics and modules.
 //! - [`conn`]: one task per connection; [`queue`]: its outbound queue and writer.
 //! - [`auth`]: JWT verification and [`auth::Identity`].
 //! - [`topics`]: sharded registry and fan-out; [`counters`]: striped counters; [`presence`]: who is where.
@@ -36,6 +37,7 @@ pub mod presence;
 pub mod queue;
 pub mod quic;
 pub mod server;
+pub mod socketio;
 pub mod tls;
 pub mod topics;
 pub mod ws;

@@ -20,13 +20,22 @@
 //! | `chorus_cluster_gap_events_filled_total`, `chorus_cluster_resync_closes_total` | counter | |
 //! | `chorus_cluster_outbox` | gauge | |
 //! | `chorus_cluster_presence_entries` | gauge | |
+//! | `chorus_socketio_sessions` | gauge | `transport` (`polling`, `websocket`) |
+//! | `chorus_socketio_sockets` | gauge | (namespace connections) |
+//! | `chorus_socketio_polling_requests_total` | counter | `method` (`GET`, `POST`) |
+//! | `chorus_socketio_upgrades_total` | counter | |
+//! | `chorus_socketio_connect_refusals_total` | counter | `reason` |
+//! | `chorus_socketio_errors_total` | counter | `reason` |
+//!
+//! Socket.IO sessions also count in `chorus_connections{transport="socketio"}` and its frame counters
+//! (Engine.IO packets in and out).
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
 /// The transports, as metric label values.
-pub const TRANSPORTS: [&str; 2] = ["ws", "quic"];
+pub const TRANSPORTS: [&str; 3] = ["ws", "quic", "socketio"];
 
 /// Histogram buckets for `*_seconds` metrics: 10 µs to 10 s, covering an in-memory enqueue up to a
 /// store round trip that hits its timeout.
@@ -66,7 +75,7 @@ struct PerTransport {
 /// Pre-resolved metric handles shared by the broker's tasks.
 #[derive(Clone)]
 pub struct Metrics {
-    transports: [PerTransport; 2],
+    transports: [PerTransport; 3],
     deliveries: Counter,
     publishes: Counter,
     slow_consumers: Counter,
@@ -100,7 +109,12 @@ impl Metrics {
     }
 
     fn of(&self, transport: &str) -> &PerTransport {
-        &self.transports[usize::from(transport == "quic")]
+        let index = match transport {
+            "quic" => 1,
+            "socketio" => 2,
+            _ => 0,
+        };
+        &self.transports[index]
     }
 
     /// A connection opened.
@@ -223,5 +237,40 @@ pub mod cluster {
     /// Presence entries this node keeps in Redis.
     pub fn presence_entries(n: usize) {
         gauge!("chorus_cluster_presence_entries").set(n as f64);
+    }
+}
+
+/// Socket.IO gateway metrics.
+pub mod socketio {
+    use metrics::{counter, gauge};
+
+    /// A session started on `transport` (`polling` or `websocket`), or moved to it (`delta` -1 on the old).
+    pub fn session(transport: &'static str, delta: f64) {
+        gauge!("chorus_socketio_sessions", "transport" => transport).increment(delta);
+    }
+
+    /// A namespace connection opened (`1.0`) or closed (`-1.0`).
+    pub fn socket(delta: f64) {
+        gauge!("chorus_socketio_sockets").increment(delta);
+    }
+
+    /// A long-polling request.
+    pub fn polling_request(method: &'static str) {
+        counter!("chorus_socketio_polling_requests_total", "method" => method).increment(1);
+    }
+
+    /// A session upgraded from long-polling to WebSocket.
+    pub fn upgrade() {
+        counter!("chorus_socketio_upgrades_total").increment(1);
+    }
+
+    /// A namespace connection was refused (`connect_error`).
+    pub fn connect_refused(reason: &'static str) {
+        counter!("chorus_socketio_connect_refusals_total", "reason" => reason).increment(1);
+    }
+
+    /// A request or packet was refused, or a session closed for a protocol reason.
+    pub fn error(reason: &'static str) {
+        counter!("chorus_socketio_errors_total", "reason" => reason).increment(1);
     }
 }

@@ -32,8 +32,9 @@ pub trait FrameSink: Send + 'static {
 
 /// Encodes topic events for connections that speak a compat dialect rather than the native protocol.
 pub trait EventEncoder: Send + Sync + 'static {
-    /// The event as this dialect's frame, or `None` when the dialect does not carry it.
-    fn encode_event(&self, topic: &str, payload: &Payload) -> Option<Bytes>;
+    /// The event (sequence number `seq` in its topic, 0 when unsequenced) as this dialect's frame, or
+    /// `None` when the dialect does not carry it.
+    fn encode_event(&self, topic: &str, seq: u64, payload: &Payload) -> Option<Bytes>;
 }
 
 /// How a connection wants its events encoded. Fan-out encodes once per distinct encoding.
@@ -41,7 +42,7 @@ pub trait EventEncoder: Send + Sync + 'static {
 pub enum Encoding {
     /// Native `event` frames in a codec.
     Native(Codec),
-    /// A compat dialect's own frames (JSON text).
+    /// A compat dialect's own frames (JSON text; Engine.IO packets in long-polling form for Socket.IO).
     Dialect(Arc<dyn EventEncoder>),
 }
 
@@ -166,8 +167,9 @@ impl OutQueue {
     }
 
     /// Waits for frames, moves up to [`WRITE_BATCH_BYTES`] of them into `batch`, and returns the close
-    /// reason once the queue is closed and empty.
-    async fn next_batch(&self, batch: &mut Vec<Bytes>) -> Option<(CloseCode, String)> {
+    /// reason once the queue is closed and empty. Cancel-safe: frames are taken only when it returns
+    /// (long-polling requests that end early rely on it).
+    pub(crate) async fn next_batch(&self, batch: &mut Vec<Bytes>) -> Option<(CloseCode, String)> {
         loop {
             {
                 let mut inner = self.inner.lock();

@@ -6,7 +6,8 @@ use crate::cluster::{Cluster, ClusterOptions, RedisCluster};
 use crate::config::Config;
 use crate::module::{Context, Module, ModuleHost};
 use crate::node::Node;
-use crate::{http, metrics, quic, tls};
+use crate::socketio::Namespace;
+use crate::{http, metrics, quic, socketio, tls};
 use anyhow::Context as _;
 use axum::serve::ListenerExt;
 use chorus_store::{Backend, Clock, SystemClock};
@@ -34,9 +35,25 @@ pub struct Server {
     endpoint: Option<quinn::Endpoint>,
 }
 
+/// What a node serves besides its built-ins: the domain modules, and the Socket.IO namespaces their
+/// crates bind (the gateway serves `/` even when none is given).
+#[derive(Default)]
+pub struct Services {
+    /// The domain modules.
+    pub modules: Vec<Arc<dyn Module>>,
+    /// Socket.IO namespaces, each mapping events to the modules' topics and calls.
+    pub socketio: Vec<Namespace>,
+}
+
+impl From<Vec<Arc<dyn Module>>> for Services {
+    fn from(modules: Vec<Arc<dyn Module>>) -> Self {
+        Self { modules, socketio: Vec::new() }
+    }
+}
+
 /// Starts a node with the system clock.
 pub async fn start(config: Config, modules: Vec<Arc<dyn Module>>) -> anyhow::Result<Server> {
-    start_with_clock(config, modules, Arc::new(SystemClock)).await
+    start_services(config, modules.into(), Arc::new(SystemClock)).await
 }
 
 /// Starts a node with the given wall clock.
@@ -45,6 +62,12 @@ pub async fn start_with_clock(
     modules: Vec<Arc<dyn Module>>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Server> {
+    start_services(config, modules.into(), clock).await
+}
+
+/// Starts a node serving `services` with the given wall clock.
+pub async fn start_services(config: Config, services: Services, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
+    let Services { modules, socketio: namespaces } = services;
     let prometheus = metrics::install();
     if config.redis_url.is_some() && config.store.store == Backend::Embedded && !modules.is_empty() {
         anyhow::bail!(
@@ -87,6 +110,9 @@ pub async fn start_with_clock(
     for module in node.modules.all() {
         module.start(&ctx).await.with_context(|| format!("starting module {}", module.name()))?;
         routes.extend(module.routes(&ctx));
+    }
+    if !config.socketio.disable_socketio {
+        routes.push(socketio::routes(&ctx, namespaces)?);
     }
 
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
@@ -177,8 +203,8 @@ impl Server {
 
 /// Runs a node until SIGINT or SIGTERM, printing one `chorus listening ...` line on stdout once bound
 /// (scripts and tests read the ports from it).
-pub async fn run(config: Config, modules: Vec<Arc<dyn Module>>) -> anyhow::Result<()> {
-    let server = start(config, modules).await?;
+pub async fn run(config: Config, services: Services) -> anyhow::Result<()> {
+    let server = start_services(config, services, Arc::new(SystemClock)).await?;
     let quic = server.quic_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
     let fingerprint = server.quic_fingerprint.clone().unwrap_or_else(|| "none".to_owned());
     println!("chorus listening http={} quic={quic} quic_fingerprint={fingerprint}", server.http_addr);

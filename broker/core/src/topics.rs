@@ -38,8 +38,19 @@ pub const SHARDS: usize = 64;
 pub struct Subscriber {
     /// Connection id.
     pub conn_id: u64,
-    /// Where its frames go (and which encoding they need).
+    /// Where its frames go.
     pub queue: Arc<OutQueue>,
+    /// How its events are encoded: usually the queue's own encoding; a Socket.IO session carries several
+    /// namespaces, each its own encoding, on one queue.
+    pub encoding: Encoding,
+}
+
+impl Subscriber {
+    /// A subscriber whose events are encoded as its queue's connection expects.
+    pub fn new(conn_id: u64, queue: Arc<OutQueue>) -> Self {
+        let encoding = queue.encoding().clone();
+        Self { conn_id, queue, encoding }
+    }
 }
 
 /// How much history topics keep.
@@ -181,7 +192,7 @@ impl Default for Registry {
 }
 
 /// Encodes an event for one subscriber's encoding.
-fn encode_for(encoding: &Encoding, frame: &ServerFrame, topic: &str, payload: &Payload) -> Option<Bytes> {
+fn encode_for(encoding: &Encoding, frame: &ServerFrame, topic: &str, seq: u64, payload: &Payload) -> Option<Bytes> {
     match encoding {
         Encoding::Native(codec) => match encode_server(*codec, frame) {
             Ok(b) => Some(b),
@@ -190,7 +201,7 @@ fn encode_for(encoding: &Encoding, frame: &ServerFrame, topic: &str, payload: &P
                 None
             }
         },
-        Encoding::Dialect(encoder) => encoder.encode_event(topic, payload),
+        Encoding::Dialect(encoder) => encoder.encode_event(topic, seq, payload),
     }
 }
 
@@ -203,17 +214,17 @@ fn fan_out(subscribers: &[Subscriber], topic: &str, seq: u64, payload: &Payload)
     let mut dialects: Vec<(*const (), Option<Bytes>)> = Vec::new();
     let mut out = Fanout { seq, ..Fanout::default() };
     for sub in subscribers {
-        let encoding = sub.queue.encoding();
+        let encoding = &sub.encoding;
         let bytes = match encoding {
             Encoding::Native(codec) => {
-                native[codec.index()].get_or_insert_with(|| encode_for(encoding, &frame, topic, payload)).clone()
+                native[codec.index()].get_or_insert_with(|| encode_for(encoding, &frame, topic, seq, payload)).clone()
             }
             Encoding::Dialect(encoder) => {
                 let key = Arc::as_ptr(encoder) as *const ();
                 match dialects.iter().find(|(k, _)| *k == key) {
                     Some((_, bytes)) => bytes.clone(),
                     None => {
-                        let bytes = encode_for(encoding, &frame, topic, payload);
+                        let bytes = encode_for(encoding, &frame, topic, seq, payload);
                         dialects.push((key, bytes.clone()));
                         bytes
                     }
@@ -328,7 +339,7 @@ impl Registry {
                 let ok = missed.is_some();
                 for (seq, payload) in missed.into_iter().flatten() {
                     let frame = ServerFrame::Event { topic: topic.to_owned(), seq, payload: payload.clone() };
-                    if let Some(bytes) = encode_for(subscriber.queue.encoding(), &frame, topic, &payload) {
+                    if let Some(bytes) = encode_for(&subscriber.encoding, &frame, topic, seq, &payload) {
                         subscriber.queue.push(bytes);
                     }
                 }
@@ -596,7 +607,7 @@ mod tests {
     use chorus_protocol::codec::decode_server;
 
     fn sub(conn_id: u64, codec: Codec, max: usize) -> Subscriber {
-        Subscriber { conn_id, queue: Arc::new(OutQueue::new(codec, max)) }
+        Subscriber::new(conn_id, Arc::new(OutQueue::new(codec, max)))
     }
 
     #[test]
@@ -652,7 +663,7 @@ mod tests {
     fn events_decode_in_each_codec() {
         let reg = Registry::default();
         let q_json = Arc::new(OutQueue::new(Codec::Json, 1 << 20));
-        reg.subscribe("t", Subscriber { conn_id: 1, queue: q_json.clone() }, None, &[]);
+        reg.subscribe("t", Subscriber::new(1, q_json.clone()), None, &[]);
         let payload = Payload::from_value(&serde_json::json!([1, "x"])).unwrap();
         reg.publish("t", &payload);
         let frames = drain(&q_json);

@@ -16,6 +16,7 @@
 //! - `rows`: the store tables and their row encodings.
 //! - `request`: reading call arguments and REST bodies, with the contract's messages.
 //! - `rest`: the HTTP routes.
+//! - `socketio`: the seeds' Socket.IO events, bound for the broker's Socket.IO gateway.
 //! - `redis`: the seed-000 Redis mirror and the listener for updates other backends publish.
 //! - `ids`: 6-digit session ids; `timestamp`: the seed's `createdAt` format.
 #![warn(missing_docs)]
@@ -28,10 +29,12 @@ mod rest;
 mod rows;
 mod session;
 mod sessions;
+mod socketio;
 mod timestamp;
 
 pub use movies::{EXPIRY_SWEEP, MovieVoting, NAME};
 pub use sessions::{JOINED_SESSION, SESSION_EXPIRED, SESSION_UPDATE, TOPIC_PREFIX, topic};
+pub use socketio::{JOIN_SESSION, socketio};
 
 use std::sync::Arc;
 
