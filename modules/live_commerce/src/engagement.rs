@@ -4,12 +4,13 @@
 //! once; clicks are reported by the session's 4-second broadcast (`ticker`).
 
 use crate::access::viewer_key;
-use crate::clicks::check_clickable;
+use crate::clicks::{ProductStat, check_clickable};
 use crate::error::CommerceError;
 use crate::events::{self, NEW_REACTION, REACTION_STATS};
-use crate::model::Status;
+use crate::model::{ClickStatsRecord, ReactionTotals, Status};
 use crate::rate::Spend;
 use crate::service::Commerce;
+use crate::tables::{self, CLICK_STATS, REACTIONS, RECORD};
 use crate::ticker;
 use crate::time::iso8601;
 use chorus_core::module::{Caller, Context};
@@ -71,7 +72,7 @@ pub struct ReactionReport {
     /// The session's status.
     pub status: Status,
     /// Totals by type.
-    pub counts: crate::model::ReactionTotals,
+    pub counts: ReactionTotals,
     /// Their sum.
     pub total: u64,
 }
@@ -79,9 +80,9 @@ pub struct ReactionReport {
 /// Click statistics of a session for `GET /api/sessions/:id/conversion-stats`.
 pub enum ConversionReport {
     /// While this node serves it live: the in-memory figures.
-    Live { viewers: u64, stats: Vec<crate::clicks::ProductStat> },
+    Live { viewers: u64, stats: Vec<ProductStat> },
     /// Otherwise: what was persisted, with each product's name.
-    Stored { status: Status, viewers: u64, stats: Vec<(crate::model::ClickStatsRecord, Option<String>)> },
+    Stored { status: Status, viewers: u64, stats: Vec<(ClickStatsRecord, Option<String>)> },
 }
 
 impl Commerce {
@@ -92,11 +93,10 @@ impl Commerce {
             return Ok(ReactionReport { status: live.status(), counts, total });
         }
         let session = self.session(ctx, id).await?;
-        let counts: crate::model::ReactionTotals =
-            match ctx.store().get(crate::tables::REACTIONS, id, crate::tables::RECORD).await? {
-                Some(raw) => crate::tables::decode("reaction totals", &raw)?,
-                None => crate::model::ReactionTotals::new(),
-            };
+        let counts: ReactionTotals = match ctx.store().get(REACTIONS, id, RECORD).await? {
+            Some(raw) => tables::decode("reaction totals", &raw)?,
+            None => ReactionTotals::new(),
+        };
         let total = counts.values().sum();
         Ok(ReactionReport { status: session.status, counts, total })
     }
@@ -110,8 +110,8 @@ impl Commerce {
             return Ok(ConversionReport::Live { viewers, stats: live.clicks.stats(&live.product_order(), viewers) });
         }
         let session = self.session(ctx, id).await?;
-        let stored: Vec<crate::model::ClickStatsRecord> =
-            crate::tables::load_all(ctx.store().as_ref(), crate::tables::CLICK_STATS, id, "click stats").await?;
+        let stored: Vec<ClickStatsRecord> =
+            tables::load_all(ctx.store().as_ref(), CLICK_STATS, id, "click stats").await?;
         let order: Vec<&str> = session.products.iter().map(|p| p.product_id.as_str()).collect();
         let mut stats = Vec::with_capacity(stored.len());
         for stat in stored {

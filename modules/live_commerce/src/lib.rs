@@ -20,7 +20,8 @@
 //!   the counters; `ticker`: the 4-second click broadcast; `rate`: per-connection rate limits;
 //! - `access`: who may do what; `requests`: reading input; `model`: records and views; `tables`: the
 //!   storage layout; `events`: the topic and event names; `ids`, `time`: ids and timestamps;
-//! - `rest`, `calls`, `envelope`, `error`: the adapters and their answers; `settings`: the limits.
+//! - `rest`, `calls`, `socketio`, `envelope`, `error`: the adapters and their answers; `settings`: the
+//!   limits.
 #![warn(missing_docs)]
 
 mod access;
@@ -43,6 +44,7 @@ mod service;
 mod sessions;
 mod settings;
 mod showcase;
+mod socketio;
 mod stream;
 mod tables;
 mod ticker;
@@ -54,6 +56,7 @@ pub use events::{
     SHOWCASE_CLEARED, STREAM_ENDED, STREAM_STARTED, TOPIC_PREFIX, TRENDING_PRODUCTS, VIEWER_COUNT, topic,
 };
 pub use settings::Settings;
+pub use socketio::socketio;
 pub use ticker::CLICK_BROADCAST;
 
 use async_trait::async_trait;

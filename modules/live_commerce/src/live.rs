@@ -109,11 +109,11 @@ impl Live {
             }
         }
         let viewers = self.viewers.lock().count() as u64;
-        if let Some(taken) = self.clicks.take(viewers, ctx.clock().now_ms()) {
-            if let Err(e) = self.write_clicks(ctx, &taken).await {
-                self.clicks.restore(taken);
-                return Err(e);
-            }
+        if let Some(taken) = self.clicks.take(viewers, ctx.clock().now_ms())
+            && let Err(e) = self.write_clicks(ctx, &taken).await
+        {
+            self.clicks.restore(taken);
+            return Err(e);
         }
         Ok(())
     }
