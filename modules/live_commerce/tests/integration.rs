@@ -7,6 +7,7 @@
 mod clicks;
 mod engagement;
 mod rest;
+mod socketio;
 mod stream;
 mod support;
 mod viewers;

@@ -57,6 +57,17 @@ pub async fn start_with(data_dir: &Path, settings: Settings) -> (Server, Arc<Man
     (server, clock)
 }
 
+/// As [`start`], serving the module's Socket.IO namespace too.
+pub async fn start_socketio(data_dir: &Path) -> (Server, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let services = server::Services {
+        modules: vec![chorus_live_commerce::module()],
+        socketio: vec![chorus_live_commerce::socketio()],
+    };
+    let server = server::start_services(config(data_dir), services, clock.clone()).await.expect("start broker");
+    (server, clock)
+}
+
 /// Stops a broker gracefully and waits until it has (the store is closed after).
 pub async fn stop(server: Server) {
     server.shutdown();
