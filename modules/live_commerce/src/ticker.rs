@@ -2,7 +2,8 @@
 //! `product-click-stats` and `trending-products` are published — only if a click (or the viewer count)
 //! changed them since the last broadcast. The timer starts with the session's first click, runs on
 //! tokio's clock (paused in tests), and stops when the session pauses or ends, when its last subscriber
-//! on this node leaves, and at shutdown: no timer outlives what it reports on.
+//! on this node leaves (or at its next tick when it finds none), and at shutdown: no timer outlives what
+//! it reports on.
 
 use crate::clicks::trending;
 use crate::events::{self, PRODUCT_CLICK_STATS, TRENDING_PRODUCTS};
@@ -36,6 +37,14 @@ pub fn ensure(ctx: &Context, live: &Arc<Live>) {
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = tick.tick() => {
+                    // Clicks may come from connections that never joined: with nobody left to tell, the
+                    // timer ends (the next click starts another).
+                    if ctx.subscriber_count(&events::topic(&live.id)) == 0 {
+                        if !token.is_cancelled() {
+                            live.stop_ticker();
+                        }
+                        return;
+                    }
                     if live.clicks.take_changed() {
                         broadcast(&ctx, &live);
                     }
