@@ -58,3 +58,26 @@ async fn the_binary_serves_the_movie_and_booking_modules() {
     assert_eq!(next_json(&mut seed).await["type"], "booking_created");
     assert_eq!(next_json(&mut seed).await["availableSeats"], 1);
 }
+
+#[tokio::test]
+async fn the_binary_serves_live_commerce() {
+    let broker = Broker::start(&[]).await;
+    let creator = token(json!({"sub": "1", "name": "Cleo"}));
+    let auth = format!("Bearer {creator}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let (status, body) =
+        http_request(broker.http, "POST", "/api/sessions", &headers, Some(r#"{"title":"Show"}"#)).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["data"]["id"].as_str().unwrap().to_owned();
+    let (status, _) =
+        http_request(broker.http, "POST", &format!("/api/sessions/{id}/start-stream"), &headers, None).await.unwrap();
+    assert_eq!(status, 200);
+    let viewer = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::Json)).await.unwrap();
+    let reply = viewer.subscribe(&format!("commerce/session/{id}")).await.unwrap();
+    assert_eq!(reply.snapshot.unwrap().to_json(), json!({"event": "viewer-count", "data": 1}));
+    let reacted = viewer
+        .call("commerce.send-reaction", Payload::from_value(&json!({"sessionId": id, "type": "heart"})).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(reacted.to_json(), json!({"sessionId": id, "counts": {"heart": 1}, "total": 1}));
+}

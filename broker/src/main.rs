@@ -11,8 +11,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let services = Services {
-        modules: vec![chorus_event_booking::module(), chorus_movie_voting::module()],
-        socketio: vec![chorus_movie_voting::socketio()],
+        modules: vec![chorus_event_booking::module(), chorus_movie_voting::module(), chorus_live_commerce::module()],
+        socketio: vec![chorus_movie_voting::socketio(), chorus_live_commerce::socketio()],
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

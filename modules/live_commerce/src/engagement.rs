@@ -1,0 +1,129 @@
+//! What viewers send while they watch: reactions (`send-reaction`) and product clicks
+//! (`track-product-click`). Both are rate-limited per connection, counted on striped broker counters and
+//! accepted only while the session is live. A reaction publishes `new-reaction` and `reaction-stats` at
+//! once; clicks are reported by the session's 4-second broadcast (`ticker`).
+
+use crate::access::viewer_key;
+use crate::clicks::{ProductStat, check_clickable};
+use crate::error::CommerceError;
+use crate::events::{self, NEW_REACTION, REACTION_STATS};
+use crate::model::{ClickStatsRecord, ReactionTotals, Status};
+use crate::rate::Spend;
+use crate::service::Commerce;
+use crate::tables::{self, CLICK_STATS, REACTIONS, RECORD};
+use crate::ticker;
+use crate::time::iso8601;
+use chorus_core::module::{Caller, Context};
+use serde_json::{Value, json};
+
+impl Commerce {
+    /// Counts a reaction of `kind` in the session and publishes it; returns the `reaction-stats` payload.
+    pub async fn react(
+        &self,
+        ctx: &Context,
+        caller: &Caller,
+        session_id: &str,
+        kind: &str,
+    ) -> Result<Value, CommerceError> {
+        self.limits.spend(caller.conn_id, Spend::Interaction)?;
+        let live = self.live(ctx, session_id).await?;
+        {
+            // Counted under the record's read lock: ending the stream takes the write lock before its final
+            // flush, so no reaction lands in a counter after it.
+            let record = live.record.read();
+            if record.status != Status::Live {
+                return Err(CommerceError::Invalid("Reactions are accepted only while the session is live".into()));
+            }
+            live.reactions.add(ctx, kind)?;
+        }
+        let (counts, total) = live.reactions.counts();
+        events::publish(
+            ctx,
+            session_id,
+            NEW_REACTION,
+            json!({ "type": kind, "timestamp": iso8601(ctx.clock().now_ms()) }),
+        );
+        let stats = json!({ "sessionId": session_id, "counts": counts, "total": total });
+        events::publish(ctx, session_id, REACTION_STATS, &stats);
+        Ok(stats)
+    }
+
+    /// Counts a click of the caller on a product of the session.
+    pub async fn click(
+        &self,
+        ctx: &Context,
+        caller: &Caller,
+        session_id: &str,
+        product_id: &str,
+    ) -> Result<(), CommerceError> {
+        self.limits.spend(caller.conn_id, Spend::Interaction)?;
+        let live = self.live(ctx, session_id).await?;
+        let record = live.record.read();
+        check_clickable(record.status == Status::Live, record.has_product(product_id))?;
+        live.clicks.click(ctx, product_id, viewer_key(&caller.identity));
+        ticker::ensure(ctx, &live);
+        Ok(())
+    }
+}
+
+/// Reaction totals of a session for `GET /api/sessions/:id/reactions`: live counts while this node
+/// serves it, else the stored totals.
+pub struct ReactionReport {
+    /// The session's status.
+    pub status: Status,
+    /// Totals by type.
+    pub counts: ReactionTotals,
+    /// Their sum.
+    pub total: u64,
+}
+
+/// Click statistics of a session for `GET /api/sessions/:id/conversion-stats`.
+pub enum ConversionReport {
+    /// While this node serves it live: the in-memory figures.
+    Live { viewers: u64, stats: Vec<ProductStat> },
+    /// Otherwise: what was persisted, with each product's name.
+    Stored { status: Status, viewers: u64, stats: Vec<(ClickStatsRecord, Option<String>)> },
+}
+
+impl Commerce {
+    /// The session's reaction totals.
+    pub async fn reaction_report(&self, ctx: &Context, id: &str) -> Result<ReactionReport, CommerceError> {
+        if let Some(live) = self.live.get(id) {
+            let (counts, total) = live.reactions.counts();
+            return Ok(ReactionReport { status: live.status(), counts, total });
+        }
+        let session = self.session(ctx, id).await?;
+        let counts: ReactionTotals = match ctx.store().get(REACTIONS, id, RECORD).await? {
+            Some(raw) => tables::decode("reaction totals", &raw)?,
+            None => ReactionTotals::new(),
+        };
+        let total = counts.values().sum();
+        Ok(ReactionReport { status: session.status, counts, total })
+    }
+
+    /// The session's product click statistics.
+    pub async fn conversion_report(&self, ctx: &Context, id: &str) -> Result<ConversionReport, CommerceError> {
+        if let Some(live) = self.live.get(id)
+            && live.status() == Status::Live
+        {
+            let viewers = live.viewers.lock().count() as u64;
+            return Ok(ConversionReport::Live { viewers, stats: live.clicks.stats(&live.product_order(), viewers) });
+        }
+        let session = self.session(ctx, id).await?;
+        let stored: Vec<ClickStatsRecord> =
+            tables::load_all(ctx.store().as_ref(), CLICK_STATS, id, "click stats").await?;
+        let order: Vec<&str> = session.products.iter().map(|p| p.product_id.as_str()).collect();
+        let mut stats = Vec::with_capacity(stored.len());
+        for stat in stored {
+            let name = match self.product(ctx, &stat.product_id).await {
+                Ok(p) => Some(p.name),
+                Err(CommerceError::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            stats.push((stat, name));
+        }
+        stats.sort_by_key(|(s, _)| order.iter().position(|o| *o == s.product_id).unwrap_or(usize::MAX));
+        let viewers = stats.iter().map(|(s, _)| s.total_viewers).max().unwrap_or(0);
+        Ok(ConversionReport::Stored { status: session.status, viewers, stats })
+    }
+}

@@ -1,0 +1,20 @@
+//! The module's own settings. The binary uses the defaults ([`crate::module`]); embedders (the bench, tests)
+//! pick others with [`crate::module_with`].
+
+/// Live-commerce settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Reactions and product clicks one connection may send per second (a token bucket holding as many,
+    /// so a burst of that size passes). Beyond it a call is refused with code 2004.
+    pub interactions_per_sec: u32,
+    /// Chat messages one connection may send per second (same bucket rule).
+    pub messages_per_sec: u32,
+}
+
+impl Default for Settings {
+    /// 20 reactions or clicks per second: faster than a person taps, slow enough that one client cannot
+    /// flood a room of thousands. 5 chat messages per second: faster than anyone types.
+    fn default() -> Self {
+        Self { interactions_per_sec: 20, messages_per_sec: 5 }
+    }
+}
