@@ -55,6 +55,42 @@ async fn movie_calls_are_acknowledged_emits_on_every_transport() {
 }
 
 #[tokio::test]
+async fn a_bad_token_is_refused_with_connect_error() {
+    let broker = Broker::start(&[]).await;
+    let options = json!({
+        "url": url(&broker),
+        "namespace": "/",
+        "badToken": format!("{}x", ann()),
+    });
+    assert_eq!(scenario("refused-auth", options).await.last(), Some(&json!({ "ok": "refused-auth" })));
+    assert!(broker.metrics().await.get("chorus_socketio_connect_refusals_total{reason=\"invalid_token\"}") >= 1.0);
+}
+
+#[tokio::test]
+async fn a_client_reconnects_by_itself_when_the_broker_restarts() {
+    let mut first = Broker::start(&[]).await;
+    let addr = first.http.to_string();
+    let options =
+        json!({ "url": url(&first), "token": ann(), "topic": "again/room", "expect": { "after": "restart" } });
+    let mut client = ClientProcess::node("reconnect", &options).unwrap_or_else(|e| panic!("{e:#}"));
+    let before = client.ready().await.unwrap_or_else(|e| panic!("{e:#}"));
+    first.terminate();
+    first.child.wait().await.expect("the broker stops");
+    let second = Broker::start_at(first.data_dir, &addr, &[]).await;
+    client.go().await.expect("go");
+    let after = client.ready().await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_ne!(before["sid"], after["sid"], "a new socket after the restart");
+    let publisher = native(&second, false).await;
+    publisher
+        .publish("again/room", Payload::from_value(&json!({ "after": "restart" })).unwrap())
+        .await
+        .expect("publish");
+    client.go().await.expect("go");
+    let lines = client.finish().await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(lines.last(), Some(&json!({ "ok": "reconnect" })));
+}
+
+#[tokio::test]
 async fn python_socketio_client_connects_calls_and_receives() {
     let broker = Broker::start(&[]).await;
     let options = json!({ "url": url(&broker), "token": ann(), "name": "Ann", "topic": "py/room" });

@@ -59,6 +59,15 @@ pub enum Packet {
 }
 
 impl Packet {
+    /// The packet's size as sent: its type character plus its data (binary packets: their bytes).
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Self::Open(d) | Self::Ping(d) | Self::Pong(d) | Self::Message(d) => 1 + d.len(),
+            Self::Binary(d) => d.len(),
+            Self::Close | Self::Upgrade | Self::Noop => 1,
+        }
+    }
+
     /// Decodes one text packet (a WebSocket text message, or one packet of a polling body without its `b`
     /// binary form). `data` must be UTF-8.
     pub fn decode_text(data: Bytes) -> Result<Self, EngineError> {

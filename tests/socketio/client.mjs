@@ -239,6 +239,18 @@ const scenarios = {
     console.log(JSON.stringify({ ok: "auth" }));
   },
 
+  // Refused connections on a namespace: a bad token (always), no token (where one is required).
+  async "refused-auth"() {
+    const bad = await refused(options.namespace, { auth: { token: options.badToken } });
+    assert.match(bad.message, /^invalid token/);
+    assert.deepEqual(bad.data, { code: 3000 });
+    if (options.requiresToken) {
+      const none = await refused(options.namespace, {});
+      assert.deepEqual(none.data, { code: 1005 });
+    }
+    console.log(JSON.stringify({ ok: "refused-auth" }));
+  },
+
   // A room shared with native clients: wait, let the harness publish natively, then publish from here.
   async "shared-topic"() {
     const socket = await connect("/", { transports: options.transports, auth: { token: options.token } });

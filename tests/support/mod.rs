@@ -36,8 +36,13 @@ impl Broker {
 
     /// As [`Broker::start`] with a given data dir (to restart on the same data).
     pub async fn start_in(data_dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        Self::start_at(data_dir, "127.0.0.1:0", extra).await
+    }
+
+    /// As [`Broker::start_in`] with HTTP on `listen` (to restart where clients reconnect).
+    pub async fn start_at(data_dir: tempfile::TempDir, listen: &str, extra: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
-        cmd.args(["--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+        cmd.args(["--listen", listen, "--quic-listen", "127.0.0.1:0", "--jwt-secret", SECRET])
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(extra)

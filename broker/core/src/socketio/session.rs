@@ -154,7 +154,7 @@ async fn run(gateway: Arc<Gateway>, session: Arc<Session>, mut rx: mpsc::Receive
             _ = session.queue.closed() => break,
             packet = rx.recv() => {
                 let Some(packet) = packet else { break };
-                node.metrics.frame_in(TRANSPORT, 1);
+                node.metrics.frame_in(TRANSPORT, packet.wire_len());
                 match packet {
                     Packet::Pong(_) => pong_deadline = None,
                     Packet::Ping(data) => session.send(&Packet::Pong(data)),
