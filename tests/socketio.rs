@@ -1,5 +1,5 @@
 //! The Socket.IO gateway of the real binary, driven by the real client libraries: the seeds' own
-//! `socket.io-client` snippets (seeds 000 and 001) unchanged, the movie module's calls as acknowledged
+//! `socket.io-client` snippets (seeds 000, 001 and 003) as written, the movie module's calls as acknowledged
 //! emits on every transport, `python-socketio`, a room shared with native WebSocket and QUIC clients, and
 //! two nodes on one `redis-server`.
 
@@ -38,6 +38,19 @@ async fn seed_001_client_snippets_join_and_report_errors() {
     let options = json!({ "url": url(&broker), "token": ann() });
     assert_eq!(scenario("seed-001-error", options.clone()).await.last(), Some(&json!({ "ok": "seed-001-error" })));
     assert_eq!(scenario("seed-001-flow", options).await.last(), Some(&json!({ "ok": "seed-001-flow" })));
+}
+
+#[tokio::test]
+async fn seed_003_client_snippets_run_against_live_commerce() {
+    let broker = Broker::start(&[]).await;
+    let options = json!({
+        "url": url(&broker),
+        "creatorToken": token(json!({ "sub": "7", "name": "Cleo" })),
+        "creatorSub": 7,
+        "viewerToken": token(json!({ "sub": "8", "name": "Vic" })),
+        "viewerSub": 8,
+    });
+    assert_eq!(scenario("seed-003", options).await.last(), Some(&json!({ "ok": "seed-003" })));
 }
 
 #[tokio::test]

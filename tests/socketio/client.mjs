@@ -84,17 +84,19 @@ function seedBlock(name) {
 
 /**
  * Runs a seed's browser snippet in Node as the browser would: its imports stay at the top, its body runs
- * inside `async function (sessionID)` (the snippets use a `sessionID` from their page and some end with
- * the `return () => …` of a React effect), TypeScript types are stripped by the real compiler, and
- * `location` and relative `fetch` resolve against the broker as they would on a page it served.
+ * inside an async function whose parameters are `scope`'s names (the variables the snippet takes from its
+ * page: `sessionID`, `socket`, `currentUser`, UI callbacks; some snippets end with the `return () => …` of
+ * a React effect), TypeScript types are stripped by the real compiler, and `location` and relative `fetch`
+ * resolve against the broker as they would on a page it served.
  */
-async function runSeedSnippet(code, sessionID, epilogue = "") {
+async function runSeedSnippet(code, scope, epilogue = "") {
   const lines = code.split("\n");
   const imports = lines.filter((l) => l.startsWith("import "));
   // The seeds' snippets use `io` from socket.io-client; the complete-flow one leaves its import implied.
   if (!imports.some((l) => l.includes("socket.io-client"))) imports.push('import { io } from "socket.io-client";');
   const body = lines.filter((l) => !l.startsWith("import ")).join("\n");
-  const source = `${imports.join("\n")}\nexport default async function (sessionID) {\n${body}\n${epilogue}\n}\n`;
+  const params = Object.keys(scope).join(", ");
+  const source = `${imports.join("\n")}\nexport default async function ({ ${params} }) {\n${body}\n${epilogue}\n}\n`;
   const js = ts.transpileModule(source, {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
   }).outputText;
@@ -103,7 +105,7 @@ async function runSeedSnippet(code, sessionID, epilogue = "") {
   writeFileSync(file, js);
   try {
     const module = await import(pathToFileURL(file).href);
-    return await module.default(sessionID);
+    return await module.default(scope);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -151,7 +153,7 @@ const scenarios = {
     browserGlobals();
     const sessionID = await createMovieSession();
     const logs = captureConsole();
-    const cleanup = await runSeedSnippet(seedBlock("000-connect.ts"), sessionID);
+    const cleanup = await runSeedSnippet(seedBlock("000-connect.ts"), { sessionID });
     const [, , joined] = await logs.until((l) => l[1] === "Successfully joined session:", "joined-session");
     assert.equal(joined, sessionID);
     const join = await http("POST", "/api/session/participant", { sessionID, name: "Ann" }, options.token);
@@ -172,7 +174,7 @@ const scenarios = {
     const created = await createMovieSession();
     const missing = created === "100000" ? "100001" : "100000";
     const logs = captureConsole();
-    await runSeedSnippet(seedBlock("001-connect.ts"), missing, "globalThis.seedSocket = socket;");
+    await runSeedSnippet(seedBlock("001-connect.ts"), { sessionID: missing }, "globalThis.seedSocket = socket;");
     const [, , message] = await logs.until((l) => l[1] === "Socket error:", "the error event");
     assert.equal(message, "Session not found or has expired");
     globalThis.seedSocket.disconnect();
@@ -185,7 +187,7 @@ const scenarios = {
     browserGlobals();
     const sessionID = await createMovieSession();
     const code = seedBlock("001-flow.ts").replace('joinSession("123456")', "joinSession(sessionID)");
-    const { socket, sessionData } = await runSeedSnippet(code, sessionID, "return { socket, sessionData };");
+    const { socket, sessionData } = await runSeedSnippet(code, { sessionID }, "return { socket, sessionData };");
     assert.deepEqual(sessionData.participants, []);
     await next(socket, "joined-session");
     const update = next(socket, "session-update");
@@ -195,6 +197,73 @@ const scenarios = {
     assert.deepEqual(data.participants, ["Bo"]);
     socket.disconnect();
     console.log(JSON.stringify({ ok: "seed-001-flow" }));
+  },
+
+  // Seed 003's client snippets, verbatim except that their placeholder ids ('session-uuid',
+  // 'product-uuid') become the session and product the test created: a creator and a viewer join, the viewer
+  // reacts and clicks, the creator showcases (over Socket.IO and REST); every listener the snippets register
+  // gets the seed's payloads.
+  async "seed-003"() {
+    browserGlobals();
+    globalThis.window = { addEventListener() {} };
+    const api = async (method, path, body, token) => {
+      const { status, body: answer } = await http(method, path, body, token);
+      assert.ok(status < 300 && answer.success, `${method} ${path}: ${status} ${JSON.stringify(answer)}`);
+      return answer.data;
+    };
+    const product = await api("POST", "/api/products", { name: "Desk lamp", description: "Warm light", price: 25 }, options.creatorToken);
+    const session = await api("POST", "/api/sessions", { title: "Lamps live", productIds: [product.id] }, options.creatorToken);
+    await api("POST", `/api/sessions/${session.id}/start-stream`, {}, options.creatorToken);
+    const ids = (code) => code.replaceAll("'session-uuid'", JSON.stringify(session.id)).replaceAll("'product-uuid'", JSON.stringify(product.id));
+    const creator = await connect("/", { auth: { token: options.creatorToken } });
+    const viewer = await connect("/", { auth: { token: options.viewerToken } });
+    const seen = {};
+    const record = (name) => (...args) => (seen[name] ??= []).push(args);
+    const until = async (name, what) => {
+      const deadline = Date.now() + WAIT_MS;
+      while (!seen[name]?.length) {
+        if (Date.now() > deadline) throw new Error(`no ${what}; saw ${JSON.stringify(seen)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return seen[name][0];
+    };
+
+    const creatorCounts = [];
+    creator.on("viewer-count", (count) => creatorCounts.push(count));
+    const [creatorSnapshot] = await Promise.all([next(creator, "viewer-count"), runSeedSnippet(ids(seedBlock("003-join.js")), { socket: creator, currentUser: { id: options.creatorSub } })]);
+    assert.deepEqual(creatorSnapshot, [0], "the publisher is not counted");
+    await runSeedSnippet(ids(seedBlock("003-join.js")), { socket: viewer, currentUser: { id: options.viewerSub } });
+    const deadline = Date.now() + WAIT_MS;
+    while (!creatorCounts.includes(1) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(creatorCounts.includes(1), `the creator sees one viewer: ${JSON.stringify(creatorCounts)}`);
+
+    await runSeedSnippet(ids(seedBlock("003-reactions.js")), { socket: viewer, animateReaction: record("animateReaction"), updateReactionDisplay: record("updateReactionDisplay") });
+    assert.deepEqual(await until("animateReaction", "new-reaction"), ["heart"]);
+    assert.deepEqual(await until("updateReactionDisplay", "reaction-stats"), [{ heart: 1 }]);
+
+    const showcase = { socket: creator, sessionId: session.id, token: options.creatorToken, displayShowcasedProduct: record("display"), hideShowcasedProduct: record("hide") };
+    await runSeedSnippet(ids(seedBlock("003-showcase.js")), showcase);
+    const [shown] = await until("display", "product-showcased");
+    assert.equal(shown.id, product.id);
+    assert.equal(shown.name, "Desk lamp");
+
+    const logs = captureConsole();
+    const clicks = { socket: viewer, sessionId: session.id, currentUser: { id: options.viewerSub }, updateConversionDashboard: record("dashboard"), updateTrendingProductsList: record("trending") };
+    await runSeedSnippet(ids(seedBlock("003-clicks.js")), clicks);
+    const [, , history] = await logs.until((l) => l[1] === "Historical conversion data:", "the conversion-stats fetch");
+    assert.equal(typeof history, "object");
+    const [trending] = await until("trending", "trending-products (every 4 s)");
+    assert.equal(trending.length, 1);
+    assert.equal(trending[0].productId, product.id);
+    assert.equal(trending[0].uniqueClicks, 1);
+    assert.equal(trending[0].totalClicks, 1);
+    assert.equal(trending[0].clickThroughRate, 100);
+    const [dashboard] = await until("dashboard", "product-click-stats");
+    assert.equal(dashboard.sessionId, session.id);
+    assert.equal(dashboard.totalViewers, 1);
+    creator.disconnect();
+    viewer.disconnect();
+    logs.print(JSON.stringify({ ok: "seed-003" }));
   },
 
   // The movie module's calls as acknowledged emits, on one transport or the upgrade path.
