@@ -322,10 +322,15 @@ mod bad_input {
     async fn upgrade_answers_the_waiting_get_with_noop_and_then_refuses_polling() {
         let broker = Broker::start(&[]).await;
         let sid = session(&broker).await;
+        let gets = "chorus_socketio_polling_requests_total{method=\"GET\"}";
+        let before = broker.metrics().await.get(gets);
         let waiting = {
             let (addr, path) = (broker.http, format!("{PATH}&sid={sid}"));
             tokio::spawn(async move { http_request(addr, "GET", &path, &[], None).await.expect("waiting GET") })
         };
+        while broker.metrics().await.get(gets) <= before {
+            tokio::task::yield_now().await;
+        }
         let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket&sid={sid}", broker.http);
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket upgrade");
         ws.send(Message::text("2probe")).await.expect("probe");
@@ -333,6 +338,9 @@ mod bad_input {
         assert_eq!(probe, Message::text("3probe"));
         assert_eq!(waiting.await.expect("waiting GET task"), (200, "6".to_owned()));
         ws.send(Message::text("5")).await.expect("upgrade");
+        while broker.metrics().await.get("chorus_socketio_upgrades_total") < 1.0 {
+            tokio::task::yield_now().await;
+        }
         ws.send(Message::text("42[\"chorus:subscribe\",{\"topic\":\"up/graded\"}]")).await.expect("emit");
         assert_eq!(refused(&broker, "GET", &format!("{PATH}&sid={sid}")).await, refusal(3, "Bad request"));
         ws.send(Message::text("42[\"no-such-event\"]")).await.expect("emit");
