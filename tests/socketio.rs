@@ -274,6 +274,61 @@ mod bad_input {
         assert!(me.is_ok(), "the publisher is unaffected: {me:?}");
     }
 
+    /// The response head of a request with `headers` (status line and headers, lower-cased).
+    async fn head(broker: &Broker, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(broker.http).await.expect("connect");
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", broker.http);
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        stream.write_all(format!("{request}\r\n").as_bytes()).await.expect("send");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("read");
+        let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        text.split("\r\n\r\n").next().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn cors_answers_only_the_configured_origins() {
+        let broker = Broker::start(&["--socketio-cors-origins", "https://app.example"]).await;
+        let preflight = [
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ];
+        let allowed = head(&broker, "OPTIONS", PATH, &preflight).await;
+        assert!(allowed.starts_with("http/1.1 204"), "{allowed}");
+        assert!(allowed.contains("access-control-allow-origin: https://app.example"), "{allowed}");
+        assert!(allowed.contains("access-control-allow-credentials: true"), "{allowed}");
+        assert!(allowed.contains("access-control-allow-headers: content-type"), "{allowed}");
+        let handshake = head(&broker, "GET", PATH, &[("Origin", "https://app.example")]).await;
+        assert!(handshake.starts_with("http/1.1 200"), "{handshake}");
+        assert!(handshake.contains("access-control-allow-origin: https://app.example"), "{handshake}");
+        let other = head(&broker, "GET", PATH, &[("Origin", "https://evil.example")]).await;
+        assert!(other.starts_with("http/1.1 200"), "{other}");
+        assert!(!other.contains("access-control-allow-origin"), "no CORS grant for other origins: {other}");
+    }
+
+    #[tokio::test]
+    async fn heartbeats_keep_a_session_and_a_silent_client_times_out() {
+        let broker = Broker::start(&["--socketio-ping-interval-ms", "300", "--socketio-ping-timeout-ms", "1500"]).await;
+        let silent = session(&broker).await;
+        let answering = session(&broker).await;
+        let (status, ping) = request(&broker, "GET", &format!("&sid={silent}"), None).await;
+        assert_eq!((status, ping.as_str()), (200, "2"), "the server pings");
+        for _ in 0..3 {
+            let (status, ping) = request(&broker, "GET", &format!("&sid={answering}"), None).await;
+            assert_eq!((status, ping.as_str()), (200, "2"), "the server pings");
+            assert_eq!(request(&broker, "POST", &format!("&sid={answering}"), Some("3")).await.0, 200);
+        }
+        let after = request(&broker, "GET", &format!("&sid={silent}"), None).await;
+        let unknown = (400, refusal(1, "Session ID unknown").1.to_string());
+        assert!(after == (200, "1".to_owned()) || after == unknown, "no pong: the session ends: {after:?}");
+        assert!(broker.metrics().await.get("chorus_socketio_errors_total{reason=\"ping_timeout\"}") >= 1.0);
+        assert_eq!(request(&broker, "POST", &format!("&sid={answering}"), Some("3")).await.0, 200, "still alive");
+    }
+
     #[tokio::test]
     async fn an_unknown_namespace_is_a_connect_error() {
         let broker = Broker::start(&[]).await;
