@@ -156,7 +156,10 @@ async fn run(gateway: Arc<Gateway>, session: Arc<Session>, mut rx: mpsc::Receive
                 let Some(packet) = packet else { break };
                 node.metrics.frame_in(TRANSPORT, packet.wire_len());
                 match packet {
-                    Packet::Pong(_) => pong_deadline = None,
+                    Packet::Pong(_) => {
+                        pong_deadline = None;
+                        ping.reset();
+                    }
                     Packet::Ping(data) => session.send(&Packet::Pong(data)),
                     Packet::Close => {
                         session.queue.close(CloseCode::Normal, "client closed");
@@ -168,9 +171,10 @@ async fn run(gateway: Arc<Gateway>, session: Arc<Session>, mut rx: mpsc::Receive
                     Packet::Open(_) | Packet::Noop => session.fail("protocol", "packet type not accepted from clients"),
                 }
             }
-            _ = ping.tick() => {
+            // As in the reference server, one ping is outstanding at a time: the next waits for its pong.
+            _ = ping.tick(), if pong_deadline.is_none() => {
                 session.send(&Packet::Ping(Bytes::new()));
-                pong_deadline.get_or_insert(Instant::now() + config.ping_timeout());
+                pong_deadline = Some(Instant::now() + config.ping_timeout());
             }
             _ = sleep_until(pong_deadline.unwrap_or(connect_deadline)), if pong_deadline.is_some() => {
                 metrics::error("ping_timeout");
