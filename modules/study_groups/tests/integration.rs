@@ -11,4 +11,5 @@ mod presence;
 mod rest;
 mod restart;
 mod rules;
+mod socketio;
 mod support;

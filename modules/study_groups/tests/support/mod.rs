@@ -248,3 +248,14 @@ pub fn assert_event(got: &(String, Value), event: &str, expected: Value) {
     rest.as_object_mut().expect("data is an object").remove("timestamp");
     assert_eq!(rest, expected, "fields of {event}");
 }
+
+/// Starts a broker with the module and its `/study-groups` Socket.IO namespace.
+pub async fn start_with_socketio(data_dir: &Path) -> Server {
+    let services = server::Services {
+        modules: vec![chorus_study_groups::module()],
+        socketio: vec![chorus_study_groups::socketio()],
+    };
+    server::start_services(config(data_dir), services, std::sync::Arc::new(chorus_core::store::SystemClock))
+        .await
+        .expect("start broker with Socket.IO")
+}
