@@ -8,6 +8,7 @@
 mod concurrency;
 mod events;
 mod presence;
+mod reconnect;
 mod rest;
 mod restart;
 mod rules;
