@@ -5,7 +5,7 @@
 use crate::error::StudyError;
 use chorus_core::dialect::iso8601;
 use chorus_core::module::Context;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// A user's first connection joined the session.
 pub const USER_JOINED: &str = "userJoined";
@@ -29,13 +29,11 @@ pub fn topic(id: &str) -> String {
     format!("{}{id}", crate::TOPIC_PREFIX)
 }
 
-/// `{ "event": event, "data": data + timestamp }`. `data` must be an object.
-pub fn envelope(event: &str, data: Value, now_ms: u64) -> Value {
-    let mut data = match data {
-        Value::Object(map) => map,
-        other => Map::from_iter([("value".to_owned(), other)]),
-    };
-    data.insert("timestamp".into(), Value::String(iso8601(now_ms)));
+/// `{ "event": event, "data": data + timestamp }` (every caller's `data` is an object).
+pub fn envelope(event: &str, mut data: Value, now_ms: u64) -> Value {
+    if let Some(fields) = data.as_object_mut() {
+        fields.insert("timestamp".into(), Value::String(iso8601(now_ms)));
+    }
     json!({ "event": event, "data": data })
 }
 
