@@ -1,7 +1,9 @@
 //! The domain operations, shared by REST, native calls and Socket.IO events.
 //!
-//! The store is the record. A session is one row changed only by compare-and-set, under a per-session
-//! lock on this node so its lifecycle events are published in commit order. Votes, revotes and shared
+//! The store is the record. A session is one row changed only by compare-and-set, under its session's
+//! lock on this node (held for writing) so its lifecycle events are published in commit order; activity
+//! and chat hold the same lock for reading, so on one node they never interleave with a lifecycle change
+//! (no vote lands after its round left `VOTING`) yet run concurrently with each other. Votes, revotes and shared
 //! cards are claimed with insert-if-absent on `(round, type, user)`, so each is accepted exactly once
 //! whatever the concurrency and whichever node takes it; only an accepted one is logged and published.
 
@@ -28,8 +30,8 @@ use std::ops::Bound;
 /// our read and write; eight such races in a row mean something else is wrong.
 const CAS_ATTEMPTS: usize = 8;
 
-/// Session locks: a lifecycle change holds its session's lock across the store round trip and the
-/// publish; 64 stripes keep unrelated sessions from waiting on each other.
+/// Session locks: a lifecycle change holds its session's lock (for writing) across the store round trip
+/// and the publish; 64 stripes keep unrelated sessions from waiting on each other.
 const LOCKS: usize = 64;
 
 /// A new session, as `POST /group-sessions` / `study.createSession` ask for it.
@@ -46,7 +48,7 @@ pub struct NewSession {
 pub struct Study {
     /// Who is present where.
     pub roster: Roster,
-    locks: Box<[tokio::sync::Mutex<()>]>,
+    locks: Box<[tokio::sync::RwLock<()>]>,
     hasher: RandomState,
 }
 
@@ -71,14 +73,14 @@ impl Default for Study {
     fn default() -> Self {
         Self {
             roster: Roster::default(),
-            locks: (0..LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            locks: (0..LOCKS).map(|_| tokio::sync::RwLock::new(())).collect(),
             hasher: RandomState::new(),
         }
     }
 }
 
 impl Study {
-    fn lock(&self, id: &str) -> &tokio::sync::Mutex<()> {
+    fn lock(&self, id: &str) -> &tokio::sync::RwLock<()> {
         &self.locks[(self.hasher.hash_one(id) as usize) % LOCKS]
     }
 
@@ -172,7 +174,7 @@ impl Study {
     /// `CREATED → RUNNING`, by the facilitator; publishes `session.started`.
     pub async fn start(&self, ctx: &Context, who: &Identity, id: &str) -> Result<Value, StudyError> {
         require_user(who)?;
-        let _lock = self.lock(id).lock().await;
+        let _lock = self.lock(id).write().await;
         let now = ctx.clock().now_ms();
         self.change(ctx, id, |record| {
             Self::facilitator(record, who)?;
@@ -191,7 +193,7 @@ impl Study {
     /// `RUNNING → FINISHED`, by the facilitator; publishes `session.ended`.
     pub async fn end(&self, ctx: &Context, who: &Identity, id: &str) -> Result<Value, StudyError> {
         require_user(who)?;
-        let _lock = self.lock(id).lock().await;
+        let _lock = self.lock(id).write().await;
         let now = ctx.clock().now_ms();
         self.change(ctx, id, |record| {
             Self::facilitator(record, who)?;
@@ -217,7 +219,7 @@ impl Study {
         to: Option<RoundStatus>,
     ) -> Result<Value, StudyError> {
         require_user(who)?;
-        let _lock = self.lock(id).lock().await;
+        let _lock = self.lock(id).write().await;
         let (_, (round_id, status)) = self
             .change(ctx, id, |record| {
                 Self::facilitator(record, who)?;
@@ -263,7 +265,7 @@ impl Study {
         prompt: String,
     ) -> Result<Value, StudyError> {
         require_user(who)?;
-        let _lock = self.lock(id).lock().await;
+        let _lock = self.lock(id).write().await;
         let (_, round_id) = self
             .change(ctx, id, |record| {
                 Self::facilitator(record, who)?;
@@ -298,6 +300,7 @@ impl Study {
         payload: Value,
     ) -> Result<ActivityRecord, StudyError> {
         require_user(who)?;
+        let _lock = self.lock(id).read().await;
         let record = self.session(ctx, id).await?;
         if record.status != SessionStatus::Running {
             return Err(StudyError::Conflict(format!("session is {}, not RUNNING", record.status.as_str())));
@@ -379,6 +382,7 @@ impl Study {
         message: String,
     ) -> Result<ChatRecord, StudyError> {
         require_user(who)?;
+        let _lock = self.lock(id).read().await;
         let record = self.in_group(ctx, group, id).await?;
         if record.status == SessionStatus::Finished {
             return Err(StudyError::Conflict("session is FINISHED".into()));
