@@ -11,8 +11,17 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let services = Services {
-        modules: vec![chorus_event_booking::module(), chorus_movie_voting::module(), chorus_live_commerce::module()],
-        socketio: vec![chorus_movie_voting::socketio(), chorus_live_commerce::socketio()],
+        modules: vec![
+            chorus_event_booking::module(),
+            chorus_movie_voting::module(),
+            chorus_live_commerce::module(),
+            chorus_study_groups::module(),
+        ],
+        socketio: vec![
+            chorus_movie_voting::socketio(),
+            chorus_live_commerce::socketio(),
+            chorus_study_groups::socketio(),
+        ],
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
