@@ -1,5 +1,5 @@
 //! The Socket.IO gateway of the real binary, driven by the real client libraries: the seeds' own
-//! `socket.io-client` snippets (seeds 000, 001 and 003) as written, the movie module's calls as acknowledged
+//! `socket.io-client` snippets (seeds 000 to 003) as written, the movie module's calls as acknowledged
 //! emits on every transport, `python-socketio`, a room shared with native WebSocket and QUIC clients, and
 //! two nodes on one `redis-server`.
 
@@ -38,6 +38,17 @@ async fn seed_001_client_snippets_join_and_report_errors() {
     let options = json!({ "url": url(&broker), "token": ann() });
     assert_eq!(scenario("seed-001-error", options.clone()).await.last(), Some(&json!({ "ok": "seed-001-error" })));
     assert_eq!(scenario("seed-001-flow", options).await.last(), Some(&json!({ "ok": "seed-001-flow" })));
+}
+
+#[tokio::test]
+async fn seed_002_client_snippets_run_against_study_groups() {
+    let broker = Broker::start(&[]).await;
+    let tokens = json!({
+        "fay": token(json!({ "sub": "fay", "name": "Fay" })),
+        "max": token(json!({ "sub": "max", "name": "Max" })),
+    });
+    let options = json!({ "url": url(&broker), "tokens": tokens });
+    assert_eq!(scenario("seed-002", options).await.last(), Some(&json!({ "ok": "seed-002" })));
 }
 
 #[tokio::test]

@@ -199,6 +199,95 @@ const scenarios = {
     console.log(JSON.stringify({ ok: "seed-001-flow" }));
   },
 
+  // Seed 002's client snippets, verbatim except for the values they leave to the app ("http://localhost:8000",
+  // "your-jwt-token", "session-uuid"): a facilitator and a member connect both ways the seed shows, join, and
+  // the REST triggers drive the session through every event; each listener snippet logs the seed's payload.
+  // Then the member's connection drops and the seed's reconnection handler joins again.
+  async "seed-002"() {
+    browserGlobals();
+    const api = async (method, path, body, token, expected) => {
+      const { status, body: answer } = await http(method, path, body, token);
+      assert.equal(status, expected, `${method} ${path}: ${JSON.stringify(answer)}`);
+      return answer;
+    };
+    const { fay, max } = options.tokens;
+    const state = await api("POST", "/group-sessions", { groupId: "g-1", scribeId: "fay" }, fay, 201);
+    const id = state.sessionId ?? state.id;
+    const values = (code, token) =>
+      code.replaceAll('"http://localhost:8000', `"${options.url}`).replaceAll("your-jwt-token", token).replaceAll('"session-uuid"', JSON.stringify(id));
+    const logs = captureConsole();
+    const facilitator = await runSeedSnippet(values(seedBlock("002-auth.ts"), fay), {}, "return socket;");
+    await runSeedSnippet(seedBlock("002-connection-events.ts"), { socket: facilitator });
+    await logs.until((l) => l[1] === "Connected:" && l[2] === facilitator.id, "the seed's connect log");
+    const member = await runSeedSnippet(values(seedBlock("002-query.ts"), max), {}, "return socket;");
+    await next(member, "connect");
+
+    const seen = [];
+    const events = ["userJoined", "userLeft", "session.started", "session.ended", "round.advanced", "prompt.updated", "vote.submitted", "revote.submitted", "sharedCard.created", "chat.message"];
+    for (const event of events) {
+      const log = (data) => seen.push([event, data]);
+      await runSeedSnippet(seedBlock(`002-on-${event}.ts`), { socket: facilitator, console: { log } });
+    }
+    const until = async (event, predicate = () => true) => {
+      const deadline = Date.now() + WAIT_MS;
+      for (;;) {
+        const hit = seen.find(([e, d]) => e === event && predicate(d));
+        if (hit) {
+          seen.splice(seen.indexOf(hit), 1);
+          assert.equal(typeof hit[1].timestamp, "string", `${event} carries timestamp`);
+          assert.ok(!Number.isNaN(Date.parse(hit[1].timestamp)), `${event} timestamp is a date`);
+          return hit[1];
+        }
+        if (Date.now() > deadline) throw new Error(`no ${event}; saw ${JSON.stringify(seen)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+
+    await runSeedSnippet(values(seedBlock("002-join.ts"), fay), { socket: facilitator });
+    await runSeedSnippet(values(seedBlock("002-join.ts"), max), { socket: member });
+    const joined = await until("userJoined", (d) => d.userId === "max");
+    assert.equal(joined.userName, "Max");
+    assert.equal(joined.sessionId, id);
+
+    const session = `/group-sessions/${id}`;
+    await api("PUT", `${session}/start`, {}, fay, 200);
+    assert.equal((await until("session.started")).status, "RUNNING");
+    await api("PATCH", `${session}/rounds/1/prompt`, { prompt: "Which one?" }, fay, 200);
+    assert.equal((await until("prompt.updated")).prompt, "Which one?");
+    await api("POST", `${session}/rounds/1/advance`, {}, fay, 200);
+    assert.equal((await until("round.advanced", (d) => d.status === "VOTING")).roundIndex, 1);
+    await api("POST", `${session}/events`, { eventType: "PI_VOTE_SUBMIT", payload: { answer: "A" } }, max, 201);
+    assert.equal((await until("vote.submitted")).userId, "max");
+    await api("POST", `${session}/rounds/1/advance`, {}, fay, 200);
+    await until("round.advanced", (d) => d.status === "DISCUSSING");
+    await api("POST", `${session}/rounds/1/advance`, {}, fay, 200);
+    await until("round.advanced", (d) => d.status === "REVOTING");
+    await api("POST", `${session}/events`, { eventType: "PI_REVOTE_SUBMIT", payload: { answer: "B" } }, max, 201);
+    assert.equal((await until("revote.submitted")).eventType, "PI_REVOTE_SUBMIT");
+    await api("POST", `${session}/rounds/1/advance`, {}, fay, 200);
+    await until("round.advanced", (d) => d.status === "EXPLAINING");
+    await api("POST", `${session}/events`, { eventType: "GROUP_EXPLANATION_SUBMIT", payload: { text: "Because." } }, fay, 201);
+    assert.equal((await until("sharedCard.created")).roundIndex, 1);
+    await api("POST", `/groups/g-1/sessions/${id}/chat`, { message: "  hello  " }, max, 201);
+    const chat = await until("chat.message");
+    assert.deepEqual([chat.message, chat.userId, chat.userName], ["hello", "max", "Max"]);
+
+    const invalidated = [];
+    await runSeedSnippet(seedBlock("002-reconnection.ts"), { socket: member, activeSessionId: id, queryClient: { invalidateQueries: (q) => invalidated.push(q) } });
+    member.io.engine.close();
+    assert.equal((await until("userLeft", (d) => d.userId === "max")).sessionId, id);
+    await until("userJoined", (d) => d.userId === "max");
+    assert.deepEqual(invalidated, [{ queryKey: ["session", id] }]);
+
+    await runSeedSnippet(values(seedBlock("002-leave.ts"), max), { socket: member });
+    await until("userLeft", (d) => d.userId === "max");
+    await api("PUT", `${session}/end`, {}, fay, 200);
+    assert.equal((await until("session.ended")).status, "FINISHED");
+    facilitator.disconnect();
+    member.disconnect();
+    logs.print(JSON.stringify({ ok: "seed-002" }));
+  },
+
   // Seed 003's client snippets, verbatim except that their placeholder ids ('session-uuid',
   // 'product-uuid') become the session and product the test created: a creator and a viewer join, the viewer
   // reacts and clicks, the creator showcases (over Socket.IO and REST); every listener the snippets register
