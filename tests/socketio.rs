@@ -287,17 +287,9 @@ mod bad_input {
 
     /// The response head of a request with `headers` (status line and headers, lower-cased).
     async fn head(broker: &Broker, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(broker.http).await.expect("connect");
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", broker.http);
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        stream.write_all(format!("{request}\r\n").as_bytes()).await.expect("send");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read");
-        let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
-        text.split("\r\n\r\n").next().unwrap_or_default().to_owned()
+        let answer =
+            chorus_testkit::http::request(broker.http, method, path, headers, None).await.expect("HTTP request");
+        answer.head.to_ascii_lowercase()
     }
 
     #[tokio::test]

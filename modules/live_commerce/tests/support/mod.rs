@@ -14,8 +14,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The HS256 secret of every test broker.
 pub const SECRET: &str = "live-commerce-test-secret";
@@ -94,36 +92,18 @@ pub struct Answer {
 
 /// One HTTP/1.1 request (`Connection: close`) with an optional bearer token and JSON body.
 pub async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Answer {
-    let mut stream = TcpStream::connect(addr).await.expect("connect HTTP");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer));
     }
-    let body = body.map(Value::to_string).unwrap_or_default();
-    request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes()).await.expect("send HTTP request");
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.expect("HTTP answer in time").expect("read HTTP");
-    let text = String::from_utf8(raw).expect("utf-8 answer");
-    let (head, rest) = text.split_once("\r\n\r\n").expect("HTTP head");
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("HTTP status");
-    let body =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.into() };
-    let body = if body.is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap_or(Value::String(body)) };
-    Answer { status, body }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).expect("chunk size");
-        if size == 0 {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        s = &rest[size + 2..];
-    }
-    out
+    let body = body.map(Value::to_string);
+    let answer =
+        tokio::time::timeout(WAIT, chorus_testkit::http::request(addr, method, path, &headers, body.as_deref()))
+            .await
+            .expect("HTTP answer in time")
+            .expect("HTTP request");
+    Answer { status: answer.status, body: answer.json() }
 }
 
 /// One user of the REST API of a broker.
