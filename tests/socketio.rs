@@ -341,6 +341,17 @@ mod bad_input {
     }
 
     #[tokio::test]
+    async fn the_gateway_can_be_switched_off_and_moved() {
+        let off = Broker::start(&["--disable-socketio"]).await;
+        assert_eq!(off.get(PATH).await, (404, json!({ "message": "not found" }).to_string()));
+        let moved = Broker::start(&["--socketio-path", "/rt/"]).await;
+        let (status, open) = moved.get("/rt/?EIO=4&transport=polling").await;
+        assert_eq!(status, 200);
+        assert!(open.starts_with("0{\"sid\":"), "{open}");
+        assert_eq!(moved.get(PATH).await.0, 404);
+    }
+
+    #[tokio::test]
     async fn an_unknown_namespace_is_a_connect_error() {
         let broker = Broker::start(&[]).await;
         let sid = session(&broker).await;
