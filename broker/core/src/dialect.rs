@@ -386,5 +386,11 @@ mod tests {
     fn timestamps_are_iso8601_with_milliseconds() {
         assert_eq!(iso8601(1_731_321_000_000), "2024-11-11T10:30:00.000Z");
         assert_eq!(iso8601(1_731_321_000_123), "2024-11-11T10:30:00.123Z");
+        // JavaScript's `toISOString()` on the epoch, leap days and century years.
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_769_083_200_000), "2026-01-22T12:00:00.000Z");
+        assert_eq!(iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(iso8601(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
+        assert_eq!(iso8601(1_735_689_599_000), "2024-12-31T23:59:59.000Z");
     }
 }

@@ -12,7 +12,7 @@ use crate::rate::Spend;
 use crate::service::Commerce;
 use crate::tables::{self, CLICK_STATS, REACTIONS, RECORD};
 use crate::ticker;
-use crate::time::iso8601;
+use chorus_core::dialect::iso8601;
 use chorus_core::module::{Caller, Context};
 use serde_json::{Value, json};
 

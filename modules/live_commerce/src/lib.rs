@@ -19,7 +19,7 @@
 //! - `live`: a session's in-memory state, its loading, flushing and dropping; `reactions`, `clicks`:
 //!   the counters; `ticker`: the 4-second click broadcast; `rate`: per-connection rate limits;
 //! - `access`: who may do what; `requests`: reading input; `model`: records and views; `tables`: the
-//!   storage layout; `events`: the topic and event names; `ids`, `time`: ids and timestamps;
+//!   storage layout; `events`: the topic and event names; `ids`: ids (timestamps: `chorus_core::dialect::iso8601`);
 //! - `rest`, `calls`, `socketio`, `envelope`, `error`: the adapters and their answers; `settings`: the
 //!   limits.
 #![warn(missing_docs)]
@@ -48,7 +48,6 @@ mod socketio;
 mod stream;
 mod tables;
 mod ticker;
-mod time;
 mod viewers;
 
 pub use events::{

@@ -3,7 +3,7 @@
 //! User ids: the seed numbers its users, chorus identities are token subjects. A subject that is a
 //! decimal number is shown as a JSON number (`"creatorId": 1`), any other as a string.
 
-use crate::time::iso8601;
+use chorus_core::dialect::iso8601;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

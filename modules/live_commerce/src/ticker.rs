@@ -8,7 +8,7 @@
 use crate::clicks::trending;
 use crate::events::{self, PRODUCT_CLICK_STATS, TRENDING_PRODUCTS};
 use crate::live::Live;
-use crate::time::iso8601;
+use chorus_core::dialect::iso8601;
 use chorus_core::module::Context;
 use serde_json::json;
 use std::sync::Arc;

@@ -18,7 +18,7 @@
 //! - `rest`: the HTTP routes.
 //! - `socketio`: the seeds' Socket.IO events, bound for the broker's Socket.IO gateway.
 //! - `redis`: the seed-000 Redis mirror and the listener for updates other backends publish.
-//! - `ids`: 6-digit session ids; `timestamp`: the seed's `createdAt` format.
+//! - `ids`: 6-digit session ids (`createdAt` is `chorus_core::dialect::iso8601`, the seed's format).
 #![warn(missing_docs)]
 
 mod ids;
@@ -30,7 +30,6 @@ mod rows;
 mod session;
 mod sessions;
 mod socketio;
-mod timestamp;
 
 pub use movies::{EXPIRY_SWEEP, MovieVoting, NAME};
 pub use sessions::{JOINED_SESSION, SESSION_EXPIRED, SESSION_UPDATE, TOPIC_PREFIX, topic};
