@@ -4,6 +4,7 @@
 
 use crate::config::{Config, JwtAlg};
 use anyhow::Context as _;
+use axum::http::{HeaderMap, header};
 use chorus_protocol::ErrorCode;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -152,11 +153,35 @@ impl Verifier {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive, token trimmed);
+/// `None` when the header is missing, not text, another scheme, or empty. Every HTTP entry point (module
+/// REST routes, WebSocket upgrades) reads tokens through this.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use jsonwebtoken::{EncodingKey, Header, encode};
     use serde_json::json;
+
+    #[test]
+    fn bearer_tokens_come_only_from_the_bearer_scheme() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            bearer_token(&headers).map(str::to_owned)
+        };
+        assert_eq!(with("Bearer abc").as_deref(), Some("abc"));
+        assert_eq!(with("bearer  abc ").as_deref(), Some("abc"));
+        assert_eq!(with("Basic abc"), None);
+        assert_eq!(with("Bearer "), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
 
     fn config(secret: &str) -> Config {
         Config::load_from(["chorus", "--jwt-secret", secret]).unwrap()

@@ -52,9 +52,7 @@ pub fn offered_protocols(req: &Request<Body>) -> Vec<String> {
 
 /// The bearer token of an `Authorization` header, if any.
 pub fn bearer(req: &Request<Body>) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    crate::auth::bearer_token(req.headers()).map(str::to_owned)
 }
 
 /// Validates a WebSocket upgrade request (RFC 6455 §4.2.1) and builds the response, echoing `subprotocol`.

@@ -16,14 +16,14 @@ use crate::error::CommerceError;
 use crate::model::{ProductRecord, SessionRecord, Status, user_id_value};
 use crate::requests;
 use crate::service::Commerce;
-use crate::time::iso8601;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Response, header};
+use axum::http::{HeaderMap, Response};
 use axum::routing::{get, patch, post};
-use chorus_core::auth::Identity;
+use chorus_core::auth::{Identity, bearer_token};
+use chorus_core::dialect::iso8601;
 use chorus_core::module::Context;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -259,14 +259,8 @@ impl Rest {
     /// The identity of the request's bearer token.
     fn identity(&self, headers: &HeaderMap) -> Result<Identity, CommerceError> {
         let missing = || CommerceError::Unauthenticated("Access token required".into());
-        let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
-        let (scheme, token) = value.to_str().ok().and_then(|v| v.split_once(' ')).ok_or_else(missing)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(missing());
-        }
-        self.ctx
-            .verify_token(token.trim())
-            .map_err(|_| CommerceError::Unauthenticated("Invalid or expired token".into()))
+        let token = bearer_token(headers).ok_or_else(missing)?;
+        self.ctx.verify_token(token).map_err(|_| CommerceError::Unauthenticated("Invalid or expired token".into()))
     }
 }
 

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use chorus_core::auth::Identity;
+use chorus_core::auth::{Identity, bearer_token};
 use chorus_core::http::json_error;
 use chorus_core::module::{Context, ModuleError};
 use chorus_core::protocol::ErrorCode;
@@ -105,13 +105,7 @@ async fn join(State(app): State<App>, body: Bytes) -> Response<Body> {
 
 /// The identity of `Authorization: Bearer <token>`. The error is the 401 message.
 fn bearer(ctx: &Context, headers: &HeaderMap) -> Result<Identity, String> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| "Authorization: Bearer <token> is required".to_owned())?;
+    let token = bearer_token(headers).ok_or_else(|| "Authorization: Bearer <token> is required".to_owned())?;
     ctx.verify_token(token).map_err(|e| e.to_string())
 }
 

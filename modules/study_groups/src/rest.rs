@@ -22,10 +22,10 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Response, StatusCode, header};
+use axum::http::{HeaderMap, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, patch, post, put};
-use chorus_core::auth::Identity;
+use chorus_core::auth::{Identity, bearer_token};
 use chorus_core::module::Context;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -194,12 +194,8 @@ impl Rest {
     /// The identity of the request's bearer token.
     fn identity(&self, headers: &HeaderMap) -> Result<Identity, StudyError> {
         let missing = || StudyError::Unauthenticated("an Authorization: Bearer <token> header is required".into());
-        let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
-        let (scheme, token) = value.to_str().ok().and_then(|v| v.split_once(' ')).ok_or_else(missing)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(missing());
-        }
-        self.ctx.verify_token(token.trim()).map_err(|e| StudyError::Unauthenticated(e.to_string()))
+        let token = bearer_token(headers).ok_or_else(missing)?;
+        self.ctx.verify_token(token).map_err(|e| StudyError::Unauthenticated(e.to_string()))
     }
 }
 
