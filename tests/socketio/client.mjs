@@ -414,6 +414,8 @@ const scenarios = {
     const socket = await connect("/", { transports: options.transports, auth: { token: options.token } });
     const joined = await call(socket, "chorus:subscribe", { topic: options.topic });
     assert.equal(joined.topic, options.topic);
+    const presence = await call(socket, "chorus:call", { method: "chorus.presence", args: { topic: options.topic } });
+    assert.ok(presence.members.some((m) => m.user === "ann"), `the broker's own calls work: ${JSON.stringify(presence)}`);
     const events = [];
     socket.on("chorus:event", (event) => events.push(event));
     await ready({ seq: joined.seq });

@@ -4,7 +4,7 @@
 //! (slow consumer), node shutdown, and the hello/idle deadline.
 
 use crate::cluster::{Cluster, ClusterError};
-use crate::module::{Caller, Context, Module, ModuleError};
+use crate::module::{Caller, Context, ModuleError};
 use crate::node::Node;
 use crate::node::PublishError;
 use crate::queue::{Encoding, FrameSink, OutQueue, Push, run_writer};
@@ -228,6 +228,89 @@ pub(crate) async fn leave_everything(
     }
 }
 
+/// What a publish on `topic` carries once admitted: the owning module's `on_publish` (which may refuse or
+/// rewrite it), or, on a topic no module owns, the payload itself unless guests may not publish.
+pub(crate) async fn admit_publish(
+    ctx: &Context,
+    caller: &Caller,
+    topic: &str,
+    payload: Payload,
+) -> Result<Payload, ModuleError> {
+    match ctx.node.modules.owner(topic).cloned() {
+        Some(m) => m.on_publish(ctx, caller, topic, payload).await,
+        None if caller.identity.guest && !ctx.node.config.guest_publish => {
+            Err(ModuleError::forbidden("guests may not publish on this server"))
+        }
+        None => Ok(payload),
+    }
+}
+
+/// A call from a connection: the broker's own `chorus.*` methods (on topics `subscribed` says the caller
+/// holds) or the owning module's `on_call`.
+pub(crate) async fn route_call(
+    ctx: &Context,
+    caller: &Caller,
+    method: &str,
+    args: Payload,
+    subscribed: impl Fn(&str) -> bool,
+) -> Result<Payload, ModuleError> {
+    if let Some(builtin) = method.strip_prefix("chorus.") {
+        return builtin_call(&ctx.node, caller, builtin, args, subscribed).await;
+    }
+    let Some((module, name)) = ctx.node.modules.route_call(method) else {
+        return Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no module serves {method}")));
+    };
+    let module = module.clone();
+    module.on_call(ctx, caller, name, args).await
+}
+
+/// The broker's own calls (`chorus.*`) on a topic the connection is subscribed to:
+/// `chorus.presence {topic}` → who is present (on every node of a cluster);
+/// `chorus.counter {topic, add?}` → adds to the topic's shared counter and returns its total.
+async fn builtin_call(
+    node: &Node,
+    caller: &Caller,
+    method: &str,
+    args: Payload,
+    subscribed: impl Fn(&str) -> bool,
+) -> Result<Payload, ModuleError> {
+    let args: TopicArgs = args.decode().map_err(|e| ModuleError::invalid(format!("{method}: {e}")))?;
+    if !subscribed(&args.topic) {
+        return Err(ModuleError::new(ErrorCode::NotSubscribed, format!("subscribe to {} first", args.topic)));
+    }
+    let internal = |e: chorus_protocol::PayloadError| ModuleError::new(ErrorCode::Internal, e.to_string());
+    match method {
+        "presence" => {
+            let members = match &node.cluster {
+                Some(cluster) => cluster
+                    .presence(&args.topic)
+                    .await
+                    .map_err(|e| ModuleError::new(ErrorCode::Unavailable, e.to_string()))?,
+                None => node.presence.members(&args.topic),
+            };
+            let members: Vec<MemberView> = members
+                .into_iter()
+                .map(|m| MemberView { user: m.user, name: m.name, connections: m.connections })
+                .collect();
+            Payload::from_value(&PresenceResult { count: members.len(), members }).map_err(internal)
+        }
+        "counter" => {
+            if args.add != 0 {
+                if let Some(m) = node.modules.owner(&args.topic) {
+                    return Err(ModuleError::forbidden(format!("{} is owned by module {}", args.topic, m.name())));
+                }
+                if caller.identity.guest && !node.config.guest_publish {
+                    return Err(ModuleError::forbidden("guests may not count on this server"));
+                }
+            }
+            let counter = node.shared_counters.counter(&args.topic);
+            counter.add(args.add);
+            Payload::from_value(&CounterResult { value: counter.get() }).map_err(internal)
+        }
+        other => Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no built-in method chorus.{other}"))),
+    }
+}
+
 /// Runs a connection to completion; returns the code it closed with.
 pub async fn serve(node: Arc<Node>, accepted: Accepted, source: impl FrameSource, sink: impl FrameSink) -> CloseCode {
     let id = node.next_conn_id();
@@ -382,10 +465,6 @@ impl Conn {
         }
     }
 
-    fn owner(&self, topic: &str) -> Option<Arc<dyn Module>> {
-        self.node.modules.owner(topic).cloned()
-    }
-
     async fn subscribe(&mut self, caller: &Caller, id: Option<u64>, topic: String, since: Option<Position>) {
         if let Err(e) = topic::validate(&topic) {
             return self.error(id, ErrorCode::InvalidTopic, e.to_string());
@@ -439,15 +518,9 @@ impl Conn {
             let rate = self.node.config.publish_rate;
             return self.error(id, ErrorCode::RateLimited, format!("publish rate above {rate}/s; frame dropped"));
         }
-        let payload = match self.owner(topic) {
-            Some(m) => match m.on_publish(&self.ctx, caller, topic, payload).await {
-                Ok(p) => p,
-                Err(e) => return self.error(id, e.code, e.message),
-            },
-            None if caller.identity.guest && !self.node.config.guest_publish => {
-                return self.error(id, ErrorCode::Forbidden, "guests may not publish on this server");
-            }
-            None => payload,
+        let payload = match admit_publish(&self.ctx, caller, topic, payload).await {
+            Ok(p) => p,
+            Err(e) => return self.error(id, e.code, e.message),
         };
         if self.node.cluster.is_none() {
             let outcome = self.node.publish_and_wait(topic, &payload, received).await;
@@ -473,17 +546,8 @@ impl Conn {
     }
 
     async fn call(&mut self, caller: &Caller, id: u64, method: &str, args: Payload) {
-        if let Some(builtin) = method.strip_prefix("chorus.") {
-            return match self.builtin(caller, builtin, args).await {
-                Ok(result) => self.send(&ServerFrame::Reply { id, result }),
-                Err(e) => self.error(Some(id), e.code, e.message),
-            };
-        }
-        let Some((module, name)) = self.node.modules.route_call(method) else {
-            return self.error(Some(id), ErrorCode::UnknownMethod, format!("no module serves {method}"));
-        };
-        let module = module.clone();
-        match module.on_call(&self.ctx, caller, name, args).await {
+        let subscriptions = &self.subscriptions;
+        match route_call(&self.ctx, caller, method, args, |topic| subscriptions.contains(topic)).await {
             Ok(result) => self.send(&ServerFrame::Reply { id, result }),
             Err(e) => self.error(Some(id), e.code, e.message),
         }
@@ -514,51 +578,6 @@ struct MemberView {
 #[derive(Serialize)]
 struct CounterResult {
     value: i64,
-}
-
-impl Conn {
-    /// The broker's own calls (`chorus.*`) on a topic the connection is subscribed to:
-    /// `chorus.presence {topic}` → who is present (on every node of a cluster);
-    /// `chorus.counter {topic, add?}` → adds to the topic's shared counter and returns its total.
-    /// (`&mut`: a shared borrow held across an await would need the connection, and so its in-flight
-    /// publishes, to be `Sync`.)
-    async fn builtin(&mut self, caller: &Caller, method: &str, args: Payload) -> Result<Payload, ModuleError> {
-        let args: TopicArgs = args.decode().map_err(|e| ModuleError::invalid(format!("{method}: {e}")))?;
-        if !self.subscriptions.contains(&args.topic) {
-            return Err(ModuleError::new(ErrorCode::NotSubscribed, format!("subscribe to {} first", args.topic)));
-        }
-        let internal = |e: chorus_protocol::PayloadError| ModuleError::new(ErrorCode::Internal, e.to_string());
-        match method {
-            "presence" => {
-                let members = match &self.node.cluster {
-                    Some(cluster) => cluster
-                        .presence(&args.topic)
-                        .await
-                        .map_err(|e| ModuleError::new(ErrorCode::Unavailable, e.to_string()))?,
-                    None => self.node.presence.members(&args.topic),
-                };
-                let members: Vec<MemberView> = members
-                    .into_iter()
-                    .map(|m| MemberView { user: m.user, name: m.name, connections: m.connections })
-                    .collect();
-                Payload::from_value(&PresenceResult { count: members.len(), members }).map_err(internal)
-            }
-            "counter" => {
-                if args.add != 0 {
-                    if let Some(m) = self.owner(&args.topic) {
-                        return Err(ModuleError::forbidden(format!("{} is owned by module {}", args.topic, m.name())));
-                    }
-                    if caller.identity.guest && !self.node.config.guest_publish {
-                        return Err(ModuleError::forbidden("guests may not count on this server"));
-                    }
-                }
-                let counter = self.node.shared_counters.counter(&args.topic);
-                counter.add(args.add);
-                Payload::from_value(&CounterResult { value: counter.get() }).map_err(internal)
-            }
-            other => Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no built-in method chorus.{other}"))),
-        }
-    }
 }
 
 fn request_id(frame: &ClientFrame) -> Option<u64> {

@@ -12,7 +12,7 @@ use super::encoder::NamespaceEncoder;
 use super::namespace::Route;
 use super::session::Session;
 use super::{Gateway, NamespaceHost};
-use crate::conn::{join_topic, leave_everything, leave_topic};
+use crate::conn::{admit_publish, join_topic, leave_everything, leave_topic, route_call};
 use crate::metrics::socketio as metrics;
 use crate::module::{Caller, Context, ModuleError};
 use crate::queue::Encoding;
@@ -456,16 +456,11 @@ impl Sockets {
 
     async fn publish(&mut self, namespace: &str, topic: &str, payload: Payload) -> Result<String, ModuleError> {
         topic::validate(topic).map_err(|e| ModuleError::new(ErrorCode::InvalidTopic, e.to_string()))?;
-        let node = self.ctx.node.clone();
         let caller = self.socket(namespace)?.caller.clone();
-        let payload = match node.modules.owner(topic).cloned() {
-            Some(m) => m.on_publish(&self.ctx, &caller, topic, payload).await?,
-            None if caller.identity.guest && !node.config.guest_publish => {
-                return Err(ModuleError::forbidden("guests may not publish on this server"));
-            }
-            None => payload,
-        };
-        let seq = node
+        let payload = admit_publish(&self.ctx, &caller, topic, payload).await?;
+        let seq = self
+            .ctx
+            .node
             .publish_and_wait(topic, &payload, Instant::now())
             .await
             .map_err(|e| ModuleError::new(e.code, e.message))?;
@@ -473,13 +468,8 @@ impl Sockets {
     }
 
     async fn call(&mut self, namespace: &str, method: &str, args: Payload) -> Result<Outbound, ModuleError> {
-        let node = self.ctx.node.clone();
-        let caller = self.socket(namespace)?.caller.clone();
-        let Some((module, name)) = node.modules.route_call(method) else {
-            return Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no module serves {method}")));
-        };
-        let module = module.clone();
-        let result = module.on_call(&self.ctx, &caller, name, args).await?;
+        let socket = self.socket(namespace)?;
+        let result = route_call(&self.ctx, &socket.caller, method, args, |topic| socket.topics.contains(topic)).await?;
         binary::outbound(&result).map_err(internal)
     }
 }
