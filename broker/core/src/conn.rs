@@ -8,6 +8,7 @@ use crate::module::{Caller, Context, ModuleError};
 use crate::node::Node;
 use crate::node::PublishError;
 use crate::queue::{Encoding, FrameSink, OutQueue, Push, run_writer};
+use crate::rate::TokenBucket;
 use crate::topics::{Subscribed, Subscriber};
 use bytes::Bytes;
 use chorus_protocol::topic;
@@ -318,7 +319,7 @@ pub async fn serve(node: Arc<Node>, accepted: Accepted, source: impl FrameSource
     async move {
         let transport = accepted.transport;
         let (queue, writer) = open_queue(&node, Encoding::Native(accepted.codec), sink, transport);
-        let rate = f64::from(node.config.publish_rate);
+        let rate = node.config.publish_rate;
         let mut conn = Conn {
             ctx: Context::new(node.clone()),
             node,
@@ -328,8 +329,7 @@ pub async fn serve(node: Arc<Node>, accepted: Accepted, source: impl FrameSource
             caller: None,
             http_token: accepted.token,
             subscriptions: HashSet::new(),
-            tokens: rate,
-            refilled: Instant::now(),
+            publishes: TokenBucket::new(rate),
             in_flight: FuturesOrdered::new(),
         };
         conn.run(source).await;
@@ -351,8 +351,7 @@ struct Conn {
     caller: Option<Caller>,
     http_token: Option<String>,
     subscriptions: HashSet<String>,
-    tokens: f64,
-    refilled: Instant,
+    publishes: TokenBucket,
     in_flight: FuturesOrdered<InFlight>,
 }
 
@@ -496,25 +495,11 @@ impl Conn {
         self.reply(id, &());
     }
 
-    fn take_token(&mut self) -> bool {
-        let rate = f64::from(self.node.config.publish_rate);
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.refilled = now;
-        self.tokens = (self.tokens + elapsed * rate).min(rate);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
     async fn publish(&mut self, caller: &Caller, id: Option<u64>, topic: &str, payload: Payload, received: Instant) {
         if let Err(e) = topic::validate(topic) {
             return self.error(id, ErrorCode::InvalidTopic, e.to_string());
         }
-        if !self.take_token() {
+        if !self.publishes.take() {
             let rate = self.node.config.publish_rate;
             return self.error(id, ErrorCode::RateLimited, format!("publish rate above {rate}/s; frame dropped"));
         }

@@ -17,7 +17,7 @@
 //! - [`conn`]: one task per connection; [`queue`]: its outbound queue and writer.
 //! - [`auth`]: JWT verification and [`auth::Identity`].
 //! - [`topics`]: sharded registry and fan-out; [`counters`]: striped counters; [`presence`]: who is where.
-//! - [`node`]: the state one broker node shares between its tasks.
+//! - [`node`]: the state one broker node shares between its tasks; [`rate`]: token buckets.
 //! - [`cluster`]: cluster mode — several nodes share topics, presence, counters and history via Redis.
 //! - [`module`]: the module API ([`module::Module`], [`module::Context`]) and the host that routes to it.
 //! - [`metrics`]: metric names and the Prometheus recorder.
@@ -36,6 +36,7 @@ pub mod node;
 pub mod presence;
 pub mod queue;
 pub mod quic;
+pub mod rate;
 pub mod server;
 pub mod socketio;
 pub mod tls;

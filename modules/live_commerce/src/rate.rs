@@ -1,9 +1,10 @@
 //! Per-connection rate limits on what a client sends into a session (reactions and clicks; chat), so one
-//! client cannot flood a room: a token bucket per connection and kind, refilled continuously at the
+//! client cannot flood a room: a [`TokenBucket`] per connection and kind, refilled continuously at the
 //! configured rate and holding at most one second's worth. A call beyond it is refused with code 2004.
 
 use crate::error::CommerceError;
 use crate::settings::Settings;
+use chorus_core::rate::TokenBucket;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use tokio::time::Instant;
@@ -21,33 +22,9 @@ pub enum Spend {
     Message,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(rate: u32, now: Instant) -> Self {
-        Self { tokens: f64::from(rate), at: now }
-    }
-
-    fn take(&mut self, rate: u32, now: Instant) -> bool {
-        let rate = f64::from(rate);
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(rate);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 struct Limits {
-    interactions: Bucket,
-    messages: Bucket,
+    interactions: TokenBucket,
+    messages: TokenBucket,
 }
 
 /// The buckets of every connection that sent something; an entry is removed when its connection closes.
@@ -72,14 +49,14 @@ impl RateLimits {
         let Settings { interactions_per_sec, messages_per_sec } = self.settings;
         let mut shard = self.shard(conn_id).lock();
         let limits = shard.entry(conn_id).or_insert_with(|| Limits {
-            interactions: Bucket::full(interactions_per_sec, now),
-            messages: Bucket::full(messages_per_sec, now),
+            interactions: TokenBucket::full_at(interactions_per_sec, now),
+            messages: TokenBucket::full_at(messages_per_sec, now),
         });
         let (bucket, rate, what) = match spend {
             Spend::Interaction => (&mut limits.interactions, interactions_per_sec, "reactions or clicks"),
             Spend::Message => (&mut limits.messages, messages_per_sec, "chat messages"),
         };
-        if bucket.take(rate, now) {
+        if bucket.take_at(now) {
             Ok(())
         } else {
             Err(CommerceError::RateLimited(format!("Too many {what}: at most {rate} per second")))

@@ -16,6 +16,7 @@ use crate::conn::{admit_publish, join_topic, leave_everything, leave_topic, rout
 use crate::metrics::socketio as metrics;
 use crate::module::{Caller, Context, ModuleError};
 use crate::queue::Encoding;
+use crate::rate::TokenBucket;
 use crate::topics::Subscriber;
 use bytes::Bytes;
 use chorus_protocol::socketio::{self, Kind, Packet};
@@ -58,8 +59,8 @@ pub(crate) struct Sockets {
     sockets: HashMap<String, Socket>,
     pending: Option<Pending>,
     ever_connected: bool,
-    tokens: f64,
-    refilled: Instant,
+    /// Events the session's sockets may still emit now (`--publish-rate` per second).
+    events: TokenBucket,
 }
 
 /// Arguments of `chorus:subscribe`.
@@ -125,7 +126,7 @@ impl Sockets {
     /// No namespace connections yet.
     pub fn new(gateway: Arc<Gateway>, session: Arc<Session>) -> Self {
         let ctx = gateway.ctx.clone();
-        let rate = f64::from(ctx.node.config.publish_rate);
+        let rate = ctx.node.config.publish_rate;
         Self {
             gateway,
             session,
@@ -133,8 +134,7 @@ impl Sockets {
             sockets: HashMap::new(),
             pending: None,
             ever_connected: false,
-            tokens: rate,
-            refilled: Instant::now(),
+            events: TokenBucket::new(rate),
         }
     }
 
@@ -270,19 +270,6 @@ impl Sockets {
         }
     }
 
-    fn take_token(&mut self) -> bool {
-        let rate = f64::from(self.ctx.node.config.publish_rate);
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * rate).min(rate);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
     /// Answers an event: the acknowledgement when one was asked for; an error as the ack's `{ error }` or,
     /// without an ack, as an `error` event.
     fn answer(&self, namespace: &str, id: Option<u64>, outcome: Result<Outbound, ModuleError>) {
@@ -310,7 +297,7 @@ impl Sockets {
     }
 
     async fn event(&mut self, namespace: &str, id: Option<u64>, name: &str, args: Value, attachments: &[Bytes]) {
-        if !self.take_token() {
+        if !self.events.take() {
             let rate = self.ctx.node.config.publish_rate;
             let e = ModuleError::new(ErrorCode::RateLimited, format!("more than {rate} events/s; event dropped"));
             return self.answer(namespace, id, Err(e));
