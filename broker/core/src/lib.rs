@@ -16,7 +16,8 @@
 //! - [`socketio`]: the Socket.IO v4 gateway (Engine.IO polling + WebSocket) over the same topics and modules.
 //! - [`conn`]: one task per connection; [`queue`]: its outbound queue and writer.
 //! - [`auth`]: JWT verification and [`auth::Identity`].
-//! - [`topics`]: sharded registry and fan-out; [`counters`]: striped counters; [`presence`]: who is where.
+//! - [`topics`]: sharded registry and fan-out; [`counters`]: striped counters; [`presence`]: who is where;
+//!   [`roster`]: who is in a module's books, per user, cluster-wide.
 //! - [`node`]: the state one broker node shares between its tasks; [`rate`]: token buckets.
 //! - [`cluster`]: cluster mode — several nodes share topics, presence, counters and history via Redis.
 //! - [`module`]: the module API ([`module::Module`], [`module::Context`]) and the host that routes to it.
@@ -37,6 +38,7 @@ pub mod presence;
 pub mod queue;
 pub mod quic;
 pub mod rate;
+pub mod roster;
 pub mod server;
 pub mod socketio;
 pub mod tls;

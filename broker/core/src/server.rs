@@ -2,12 +2,12 @@
 //! shutdown stop accepting, tell every client to reconnect elsewhere (close 1001), drain, exit.
 
 use crate::auth::Verifier;
-use crate::cluster::{Cluster, ClusterOptions, RedisCluster};
+use crate::cluster::{Attachment, Cluster, ClusterOptions, RedisCluster};
 use crate::config::Config;
 use crate::module::{Context, Module, ModuleHost};
 use crate::node::Node;
 use crate::socketio::Namespace;
-use crate::{http, metrics, quic, socketio, tls};
+use crate::{counters, http, metrics, quic, socketio, tls};
 use anyhow::Context as _;
 use axum::serve::ListenerExt;
 use chorus_store::{Backend, Clock, SystemClock};
@@ -65,6 +65,24 @@ pub async fn start_with_clock(
     start_services(config, modules.into(), clock).await
 }
 
+/// Cluster mode: the roster's sweep, and its departures handed to the module owning each book. Both
+/// tasks end with the node (the sweep on shutdown, the dispatcher when the sweep drops its sender).
+fn spawn_roster(ctx: &Context, node: &Arc<Node>) {
+    let (departures, mut gone) = tokio::sync::mpsc::unbounded_channel();
+    let refresh = Node::history(&node.config).ttl / 3;
+    tokio::spawn(node.roster.clone().run(refresh, departures, node.shutdown.clone()));
+    let ctx = ctx.clone();
+    let node = node.clone();
+    tokio::spawn(async move {
+        while let Some(departure) = gone.recv().await {
+            match node.modules.owner(&departure.book) {
+                Some(module) => module.on_departed(&ctx, departure).await,
+                None => tracing::debug!(book = %departure.book, "departure in a book no module owns"),
+            }
+        }
+    });
+}
+
 /// Starts a node serving `services` with the given wall clock.
 pub async fn start_services(config: Config, services: Services, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
     let Services { modules, socketio: namespaces } = services;
@@ -103,9 +121,17 @@ pub async fn start_services(config: Config, services: Services, clock: Arc<dyn C
     let config = Arc::new(config);
     let node = Arc::new(Node::new(config.clone(), verifier, host, store, clock, cluster.clone()));
     if let Some(cluster) = cluster {
-        tokio::spawn(cluster.run(node.clone()));
+        let attachment = Attachment {
+            registry: node.registry.clone(),
+            metrics: node.metrics.clone(),
+            shutdown: node.shutdown.clone(),
+        };
+        tokio::spawn(cluster.clone().run(attachment));
+        let every = Duration::from_millis(config.counter_flush_ms);
+        tokio::spawn(counters::flush_shared(node.shared_counters.clone(), every, cluster, node.shutdown.clone()));
     }
     let ctx = Context::new(node.clone());
+    spawn_roster(&ctx, &node);
     let mut routes = Vec::new();
     for module in node.modules.all() {
         module.start(&ctx).await.with_context(|| format!("starting module {}", module.name()))?;
