@@ -61,6 +61,7 @@ pub use ticker::CLICK_BROADCAST;
 use async_trait::async_trait;
 use chorus_core::module::{Caller, Context, Module, ModuleError};
 use chorus_core::protocol::{ErrorCode, Payload};
+use chorus_core::roster::{Change, Departure};
 use events::Envelope;
 use service::Commerce;
 use std::sync::{Arc, OnceLock};
@@ -148,6 +149,20 @@ impl Module for LiveCommerce {
         args: Payload,
     ) -> Result<Payload, ModuleError> {
         calls::dispatch(self.init(), ctx, caller, method, args).await
+    }
+
+    /// Viewers of a node that died leave the count.
+    async fn on_departed(&self, ctx: &Context, departure: Departure) {
+        let commerce = self.init();
+        let Some(live) = commerce.live.get(topic_session(&departure.book)) else { return };
+        let change = Change {
+            changed: false,
+            name: String::new(),
+            present: departure.present,
+            version: departure.version,
+            departed: departure.users,
+        };
+        commerce.count_changed(ctx, &live, &change);
     }
 
     async fn on_unsubscribe(&self, ctx: &Context, caller: &Caller, topic: &str) {
