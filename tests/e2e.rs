@@ -11,6 +11,7 @@ mod modules;
 mod prometheus;
 mod recovery;
 mod redis_cluster;
+mod roster;
 mod shutdown;
 mod slow_consumer;
 mod socketio;
