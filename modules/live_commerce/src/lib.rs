@@ -40,6 +40,7 @@ mod rate;
 mod reactions;
 mod requests;
 mod rest;
+mod search;
 mod service;
 mod sessions;
 mod settings;

@@ -6,15 +6,21 @@
 //! - `PATCH /api/sessions/:id/status`, `POST /api/sessions/:id/start-stream`,
 //!   `POST /api/sessions/:id/end-stream`, `POST /api/sessions/:id/showcase` (owner)
 //! - `GET /api/sessions/:id/reactions`, `GET /api/sessions/:id/conversion-stats`
+//! - `GET /api/sessions/:id/chat?limit&before`, `/chat/count`, `POST /chat` (signed in),
+//!   `DELETE /chat/:messageId` (moderators)
+//! - `GET /api/search`, `/api/search/sessions` (and `/live`, `/upcoming`, `/trending`,
+//!   `/creator/:creatorId`), `/api/search/products` (see `search.rs`)
 //!
 //! Bodies are parsed here (not by an extractor), so malformed JSON gets the envelope and a 400 like every
 //! other input error.
 
+use crate::chat;
 use crate::engagement::ConversionReport;
 use crate::envelope::{Reply, respond};
 use crate::error::CommerceError;
-use crate::model::{ProductRecord, SessionRecord, Status, user_id_value};
+use crate::model::{ChatRecord, ProductRecord, SessionRecord, Status, user_id_value};
 use crate::requests;
+use crate::search::{self, DEFAULT_GLOBAL_LIMIT, DEFAULT_LIMIT, Page, Params, SessionQuery, SessionSort};
 use crate::service::Commerce;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -48,6 +54,16 @@ pub fn routes(ctx: &Context, commerce: Arc<Commerce>) -> Router {
         .route("/api/sessions/{id}/showcase", post(showcase))
         .route("/api/sessions/{id}/reactions", get(reactions))
         .route("/api/sessions/{id}/conversion-stats", get(conversion_stats))
+        .route("/api/sessions/{id}/chat", get(chat_history).post(post_chat))
+        .route("/api/sessions/{id}/chat/count", get(chat_count))
+        .route("/api/sessions/{id}/chat/{message_id}", axum::routing::delete(delete_chat))
+        .route("/api/search", get(search_all))
+        .route("/api/search/sessions", get(search_sessions))
+        .route("/api/search/sessions/live", get(live_sessions))
+        .route("/api/search/sessions/upcoming", get(upcoming_sessions))
+        .route("/api/search/sessions/trending", get(trending_sessions))
+        .route("/api/search/sessions/creator/{creator_id}", get(creator_sessions))
+        .route("/api/search/products", get(search_products))
         .with_state(Rest { commerce, ctx: ctx.clone() })
 }
 
@@ -250,6 +266,211 @@ async fn conversion_stats(State(rest): State<Rest>, Path(id): Path<String>) -> R
                 }
             };
             Ok(Reply::fields(json!({ "sessionId": id, "sessionStatus": status.as_str(), "data": data })))
+        }
+        .await,
+    )
+}
+
+/// The chat message's history view: the realtime payload plus `user { id, name }`.
+fn history_view(message: &ChatRecord) -> Value {
+    let mut view = message.view();
+    view["user"] = json!({ "id": view["userId"], "name": message.user_name });
+    view
+}
+
+/// `GET /api/sessions/:id/chat?limit=50&before=…`: the last `limit` messages (1–200) sent before
+/// `before` (an ISO-8601 time or milliseconds since the epoch), oldest first, with their `count`.
+async fn chat_history(State(rest): State<Rest>, Path(id): Path<String>, query: RawQuery) -> Response<Body> {
+    respond(
+        async {
+            let query = query_map(query)?;
+            let limit = match query.get("limit") {
+                None => chat::DEFAULT_HISTORY,
+                Some(text) => match text.parse::<usize>() {
+                    Ok(n) if (1..=chat::MAX_HISTORY).contains(&n) => n,
+                    _ => {
+                        return Err(CommerceError::Invalid(format!(
+                            "limit must be a whole number from 1 to {}",
+                            chat::MAX_HISTORY
+                        )));
+                    }
+                },
+            };
+            let before = query.get("before").map(|t| requests::instant(t, "before")).transpose()?;
+            let messages = rest.commerce.chat_history(&rest.ctx, &id, limit, before).await?;
+            let count = messages.len();
+            Ok(Reply::data(json!(messages.iter().map(history_view).collect::<Vec<_>>())).with("count", json!(count)))
+        }
+        .await,
+    )
+}
+
+async fn chat_count(State(rest): State<Rest>, Path(id): Path<String>) -> Response<Body> {
+    respond(
+        async {
+            let count = rest.commerce.chat_count(&rest.ctx, &id).await?;
+            Ok(Reply::data(json!({ "sessionId": id, "count": count })))
+        }
+        .await,
+    )
+}
+
+/// `POST /api/sessions/:id/chat` `{ message }` → 201 with the message (also broadcast as `new-message`).
+async fn post_chat(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> Response<Body> {
+    respond(
+        async {
+            let who = rest.identity(&headers)?;
+            let message = requests::chat_message(&requests::json_object(&body_bytes(body)?)?)?;
+            let record = rest.commerce.post_message(&rest.ctx, &who, id, message, None).await?;
+            Ok(Reply::message("Message sent successfully", history_view(&record)).created())
+        }
+        .await,
+    )
+}
+
+async fn delete_chat(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path((id, message_id)): Path<(String, String)>,
+) -> Response<Body> {
+    respond(
+        async {
+            let who = rest.identity(&headers)?;
+            let data = rest.commerce.delete_message(&rest.ctx, &who, &id, &message_id).await?;
+            Ok(Reply::message("Message deleted successfully", data))
+        }
+        .await,
+    )
+}
+
+type RawQuery = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+fn query_map(query: RawQuery) -> Result<HashMap<String, String>, CommerceError> {
+    query.map(|Query(q)| q).map_err(|e| CommerceError::Invalid(e.body_text()))
+}
+
+/// `{ success, data, total, limit, offset, hasMore }`.
+fn paged<T>(page: Page<T>, view: impl Fn(&T) -> Value) -> Reply {
+    Reply::fields(json!({
+        "data": page.data.iter().map(view).collect::<Vec<_>>(),
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+        "hasMore": page.has_more,
+    }))
+}
+
+/// `GET /api/search?q&limit`: the best-matching sessions and products, with the number of matches of each.
+async fn search_all(State(rest): State<Rest>, query: RawQuery) -> Response<Body> {
+    respond(
+        async {
+            let query = query_map(query)?;
+            let params = Params(&query);
+            let text = params.text()?;
+            if text.is_empty() {
+                return Err(CommerceError::Invalid("q is required".into()));
+            }
+            let (limit, _) = params.paging(DEFAULT_GLOBAL_LIMIT)?;
+            let sessions = SessionQuery {
+                text: text.clone(),
+                status: None,
+                category: None,
+                creator_id: None,
+                sort: SessionSort::Relevance,
+                limit,
+                offset: 0,
+            };
+            let products = search::ProductQuery {
+                text,
+                min_price: None,
+                max_price: None,
+                sort: search::ProductSort::Relevance,
+                limit,
+                offset: 0,
+            };
+            let sessions = rest.commerce.search_sessions(&rest.ctx, &sessions).await?;
+            let products = rest.commerce.search_products(&rest.ctx, &products).await?;
+            Ok(Reply::fields(json!({
+                "sessions": sessions.data.iter().map(|s| s.view(false)).collect::<Vec<_>>(),
+                "products": products.data.iter().map(ProductRecord::view).collect::<Vec<_>>(),
+                "counts": { "sessions": sessions.total, "products": products.total },
+            })))
+        }
+        .await,
+    )
+}
+
+async fn search_sessions(State(rest): State<Rest>, query: RawQuery) -> Response<Body> {
+    respond(
+        async {
+            let query = Params(&query_map(query)?).session_query()?;
+            let page = rest.commerce.search_sessions(&rest.ctx, &query).await?;
+            Ok(paged(page, |s| s.view(false)))
+        }
+        .await,
+    )
+}
+
+/// The sessions in `status` (or one creator's), newest first, paged by `limit` and `offset`.
+async fn session_list(
+    rest: &Rest,
+    query: RawQuery,
+    status: Option<Status>,
+    creator_id: Option<String>,
+) -> Result<Reply, CommerceError> {
+    let query = query_map(query)?;
+    let (limit, offset) = Params(&query).paging(DEFAULT_LIMIT)?;
+    let query = SessionQuery {
+        text: String::new(),
+        status,
+        category: None,
+        creator_id,
+        sort: SessionSort::Newest,
+        limit,
+        offset,
+    };
+    Ok(paged(rest.commerce.search_sessions(&rest.ctx, &query).await?, |s| s.view(false)))
+}
+
+async fn live_sessions(State(rest): State<Rest>, query: RawQuery) -> Response<Body> {
+    respond(session_list(&rest, query, Some(Status::Live), None).await)
+}
+
+async fn upcoming_sessions(State(rest): State<Rest>, query: RawQuery) -> Response<Body> {
+    respond(session_list(&rest, query, Some(Status::Scheduled), None).await)
+}
+
+async fn creator_sessions(State(rest): State<Rest>, Path(creator_id): Path<String>, query: RawQuery) -> Response<Body> {
+    respond(session_list(&rest, query, None, Some(creator_id)).await)
+}
+
+/// `GET /api/search/sessions/trending`: live sessions by viewers now, each with its `viewerCount`.
+async fn trending_sessions(State(rest): State<Rest>, query: RawQuery) -> Response<Body> {
+    respond(
+        async {
+            let query = query_map(query)?;
+            let (limit, offset) = Params(&query).paging(DEFAULT_LIMIT)?;
+            let page = rest.commerce.trending_sessions(&rest.ctx, limit, offset).await?;
+            Ok(paged(page, |(s, viewers)| {
+                let mut view = s.view(false);
+                view["viewerCount"] = json!(viewers);
+                view
+            }))
+        }
+        .await,
+    )
+}
+
+async fn search_products(State(rest): State<Rest>, query: RawQuery) -> Response<Body> {
+    respond(
+        async {
+            let query = Params(&query_map(query)?).product_query()?;
+            Ok(paged(rest.commerce.search_products(&rest.ctx, &query).await?, ProductRecord::view))
         }
         .await,
     )

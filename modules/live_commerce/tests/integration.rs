@@ -4,9 +4,11 @@
 //! One test binary per package keeps the link time and disk footprint of the suite small; each module
 //! below is one area.
 
+mod chat_history;
 mod clicks;
 mod engagement;
 mod rest;
+mod search;
 mod socketio;
 mod stream;
 mod support;
