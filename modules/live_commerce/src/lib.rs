@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod access;
+mod analytics;
 mod calls;
 mod chat;
 mod clicks;

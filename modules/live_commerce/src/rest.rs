@@ -8,17 +8,20 @@
 //! - `GET /api/sessions/:id/reactions`, `GET /api/sessions/:id/conversion-stats`
 //! - `GET /api/sessions/:id/chat?limit&before`, `/chat/count`, `POST /chat` (signed in),
 //!   `DELETE /chat/:messageId` (moderators)
+//! - `GET /api/sessions/:id/analytics` (and `/live`, `/viewers`), `GET /api/analytics/creator/:creatorId`
+//!   (signed in; see `analytics.rs`)
 //! - `GET /api/search`, `/api/search/sessions` (and `/live`, `/upcoming`, `/trending`,
 //!   `/creator/:creatorId`), `/api/search/products` (see `search.rs`)
 //!
 //! Bodies are parsed here (not by an extractor), so malformed JSON gets the envelope and a 400 like every
 //! other input error.
 
+use crate::analytics::{self, format_secs, hour_label, watch_secs};
 use crate::chat;
 use crate::engagement::ConversionReport;
 use crate::envelope::{Reply, respond};
 use crate::error::CommerceError;
-use crate::model::{ChatRecord, ProductRecord, SessionRecord, Status, user_id_value};
+use crate::model::{ChatRecord, ProductRecord, Role, SessionRecord, Status, ViewRecord, user_id_value};
 use crate::requests;
 use crate::search::{self, DEFAULT_GLOBAL_LIMIT, DEFAULT_LIMIT, Page, Params, SessionQuery, SessionSort};
 use crate::service::Commerce;
@@ -57,6 +60,10 @@ pub fn routes(ctx: &Context, commerce: Arc<Commerce>) -> Router {
         .route("/api/sessions/{id}/chat", get(chat_history).post(post_chat))
         .route("/api/sessions/{id}/chat/count", get(chat_count))
         .route("/api/sessions/{id}/chat/{message_id}", axum::routing::delete(delete_chat))
+        .route("/api/sessions/{id}/analytics", get(session_analytics))
+        .route("/api/sessions/{id}/analytics/live", get(live_viewers))
+        .route("/api/sessions/{id}/analytics/viewers", get(viewer_history))
+        .route("/api/analytics/creator/{creator_id}", get(creator_analytics))
         .route("/api/search", get(search_all))
         .route("/api/search/sessions", get(search_sessions))
         .route("/api/search/sessions/live", get(live_sessions))
@@ -343,6 +350,180 @@ async fn delete_chat(
             let who = rest.identity(&headers)?;
             let data = rest.commerce.delete_message(&rest.ctx, &who, &id, &message_id).await?;
             Ok(Reply::message("Message deleted successfully", data))
+        }
+        .await,
+    )
+}
+
+/// `GET /api/sessions/:id/analytics`: viewers, products, reactions, timeline and retention.
+async fn session_analytics(State(rest): State<Rest>, headers: HeaderMap, Path(id): Path<String>) -> Response<Body> {
+    respond(
+        async {
+            rest.identity(&headers)?;
+            let session = rest.commerce.session(&rest.ctx, &id).await?;
+            let views = rest.commerce.views(&rest.ctx, &id).await?;
+            let now = rest.ctx.clock().now_ms();
+            let stats = analytics::viewer_stats(&views, now);
+            let mut products = Vec::with_capacity(session.products.len());
+            for linked in &session.products {
+                let name = match rest.commerce.product(&rest.ctx, &linked.product_id).await {
+                    Ok(product) => Some(product.name),
+                    Err(CommerceError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                };
+                products.push(json!({
+                    "productId": linked.product_id,
+                    "name": name,
+                    "featured": linked.featured,
+                    "displayOrder": linked.display_order,
+                    "addedAt": iso8601(linked.added_ms),
+                }));
+            }
+            let reactions = rest.commerce.reaction_report(&rest.ctx, &id).await?;
+            let timeline: Vec<Value> = analytics::timeline(&views)
+                .into_iter()
+                .map(|h| json!({ "timestamp": hour_label(h.hour_ms), "joins": h.joins, "leaves": h.leaves }))
+                .collect();
+            let retention = analytics::retention(&views, now);
+            let ranges: Vec<Value> =
+                retention.ranges.iter().map(|(label, count)| json!({ "label": label, "count": count })).collect();
+            Ok(Reply::fields(json!({
+                "sessionId": id,
+                "session": {
+                    "title": session.title,
+                    "status": session.status.as_str(),
+                    "creator": { "id": user_id_value(&session.creator_id) },
+                    "createdAt": iso8601(session.created_ms),
+                    "updatedAt": iso8601(session.updated_ms),
+                },
+                "viewers": {
+                    "unique": stats.unique,
+                    "total": stats.total,
+                    "peak": stats.peak,
+                    "avgWatchTime": stats.avg_watch_secs,
+                    "avgWatchTimeFormatted": format_secs(stats.avg_watch_secs),
+                },
+                "products": {
+                    "total": session.products.len(),
+                    "featured": session.products.iter().filter(|p| p.featured).count(),
+                    "list": products,
+                },
+                "reactions": { "total": reactions.total, "breakdown": reactions.counts },
+                "engagement": {
+                    "viewerTimeline": timeline,
+                    "retention": {
+                        "ranges": ranges,
+                        "median": retention.median,
+                        "medianFormatted": format_secs(retention.median),
+                        "p75": retention.p75,
+                        "p75Formatted": format_secs(retention.p75),
+                        "p90": retention.p90,
+                        "p90Formatted": format_secs(retention.p90),
+                    },
+                },
+            })))
+        }
+        .await,
+    )
+}
+
+/// One view as the viewer lists show it.
+fn view_entry(view: &ViewRecord, now_ms: u64) -> Value {
+    json!({
+        "userId": view.user_id.as_deref().map(user_id_value),
+        "role": view.role,
+        "socketId": view.socket_id,
+        "joinedAt": iso8601(view.joined_ms),
+        "leftAt": view.left_ms.map(iso8601),
+        "watchDuration": watch_secs(view, now_ms),
+    })
+}
+
+/// `GET /api/sessions/:id/analytics/live`: the views open now, subscribers and the creator's apart.
+async fn live_viewers(State(rest): State<Rest>, headers: HeaderMap, Path(id): Path<String>) -> Response<Body> {
+    respond(
+        async {
+            rest.identity(&headers)?;
+            let views = rest.commerce.views(&rest.ctx, &id).await?;
+            let now = rest.ctx.clock().now_ms();
+            let open = |role: Role| -> Vec<Value> {
+                views.iter().filter(|v| v.role == role && v.left_ms.is_none()).map(|v| view_entry(v, now)).collect()
+            };
+            let viewers = open(Role::Subscriber);
+            Ok(Reply::data(json!({
+                "sessionId": id,
+                "count": viewers.len(),
+                "viewers": viewers,
+                "publishers": open(Role::Publisher),
+            })))
+        }
+        .await,
+    )
+}
+
+/// `GET /api/sessions/:id/analytics/viewers?limit&offset`: every view, newest first, paged; the creator's
+/// own views in `publishers`.
+async fn viewer_history(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: RawQuery,
+) -> Response<Body> {
+    respond(
+        async {
+            rest.identity(&headers)?;
+            let query = query_map(query)?;
+            let (limit, offset) = Params(&query).paging(DEFAULT_LIMIT)?;
+            let views = rest.commerce.views(&rest.ctx, &id).await?;
+            let now = rest.ctx.clock().now_ms();
+            let (mut watched, mut published): (Vec<&ViewRecord>, Vec<&ViewRecord>) =
+                views.iter().partition(|v| v.role == Role::Subscriber);
+            watched.reverse();
+            published.reverse();
+            let page = Page::of(watched, limit, offset);
+            Ok(Reply::data(json!({
+                "sessionId": id,
+                "viewers": page.data.iter().map(|v| view_entry(v, now)).collect::<Vec<_>>(),
+                "publishers": published.iter().map(|v| view_entry(v, now)).collect::<Vec<_>>(),
+                "total": page.total,
+                "limit": page.limit,
+                "offset": page.offset,
+                "hasMore": page.has_more,
+            })))
+        }
+        .await,
+    )
+}
+
+/// `GET /api/analytics/creator/:creatorId`: the creator dashboard's figures over all their sessions.
+async fn creator_analytics(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path(creator_id): Path<String>,
+) -> Response<Body> {
+    respond(
+        async {
+            rest.identity(&headers)?;
+            let report = rest.commerce.creator_report(&rest.ctx, &creator_id).await?;
+            let total: usize = report.by_status.values().sum();
+            let reactions: u64 = report.reactions.values().sum();
+            Ok(Reply::fields(json!({
+                "creatorId": user_id_value(&creator_id),
+                "data": {
+                    "sessions": { "total": total, "byStatus": report.by_status },
+                    "viewers": {
+                        "totalUnique": report.total_unique,
+                        "averagePerSession": report.average_per_session,
+                        "peakConcurrent": report.peak_concurrent,
+                    },
+                    "reactions": { "total": reactions, "breakdown": report.reactions },
+                    "products": {
+                        "totalClicks": report.total_clicks,
+                        "uniqueUsers": report.unique_clickers,
+                        "averageCTR": report.average_ctr,
+                    },
+                },
+            })))
         }
         .await,
     )

@@ -40,7 +40,8 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    fn of(all: Vec<T>, limit: usize, offset: usize) -> Self {
+    /// The page of `all` at `offset`.
+    pub fn of(all: Vec<T>, limit: usize, offset: usize) -> Self {
         let total = all.len();
         let data: Vec<T> = all.into_iter().skip(offset).take(limit).collect();
         let has_more = offset.saturating_add(data.len()) < total;

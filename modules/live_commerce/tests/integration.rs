@@ -4,6 +4,7 @@
 //! One test binary per package keeps the link time and disk footprint of the suite small; each module
 //! below is one area.
 
+mod analytics;
 mod chat_history;
 mod clicks;
 mod engagement;
