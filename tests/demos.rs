@@ -217,6 +217,15 @@ async fn demo_pages_opened_bare_in_dev_mode_go_live_by_themselves() {
     live.evaluate("document.querySelector('.showcase').click()").await.unwrap();
     let shown = live.until("text('showcased') === 'Espresso cup'", stats).await.expect("the creator showcases");
     assert_eq!(shown["viewers"], "1", "the creator's connection is not counted");
+    live.evaluate(
+        "document.getElementById('chat-text').value = 'is it dishwasher safe?'; \
+         document.getElementById('chat').requestSubmit()",
+    )
+    .await
+    .unwrap();
+    let messages = "[...document.querySelectorAll('#messages li')].map((li) => li.textContent)";
+    let shown = live.until("document.querySelectorAll('#messages li').length === 1", messages).await.expect("chat");
+    assert_eq!(shown, json!(["Demo viewer: is it dishwasher safe?"]));
 
     // Study groups: a started session; the facilitator is present; chat arrives.
     let mut study = chromium.open(&format!("{base}/demo/study-groups")).await.expect("open /demo/study-groups");

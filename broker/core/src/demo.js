@@ -15,11 +15,16 @@ const chorusDemo = (() => {
     $('status-words').textContent = words;
   }
 
-  // A line in the page's #log, newest first.
-  function log(text) {
+  // A line of text at the top of the list with id `listId` (newest first).
+  function prepend(listId, text) {
     const item = document.createElement('li');
-    item.textContent = `${new Date().toLocaleTimeString()} ${text}`;
-    $('log').prepend(item);
+    item.textContent = text;
+    $(listId).prepend(item);
+  }
+
+  // A line in the page's #log, with the time.
+  function log(text) {
+    prepend('log', `${new Date().toLocaleTimeString()} ${text}`);
   }
 
   // Milliseconds to wait before reconnect attempt `attempt` (0-based): doubling from 0.5 s up to 15 s,
@@ -72,17 +77,28 @@ const chorusDemo = (() => {
     };
   }
 
-  // Shows #guidance: why the page cannot start by itself, and a ready-to-copy URL to open instead.
+  // Shows #guidance under the page's heading: why the page cannot start by itself, the steps to take, and
+  // a ready-to-copy URL to open instead.
   function guide(reason, steps, url) {
-    $('guidance-reason').textContent = reason;
-    const list = $('guidance-steps');
-    list.replaceChildren(...steps.map((step) => {
+    const section = document.createElement('section');
+    section.id = 'guidance';
+    const why = document.createElement('p');
+    why.id = 'guidance-reason';
+    why.textContent = reason;
+    const list = document.createElement('ol');
+    list.id = 'guidance-steps';
+    list.append(...steps.map((step) => {
       const item = document.createElement('li');
       item.textContent = step;
       return item;
     }));
-    $('guidance-url').textContent = url;
-    $('guidance').hidden = false;
+    const open = document.createElement('p');
+    const code = document.createElement('code');
+    code.id = 'guidance-url';
+    code.textContent = url;
+    open.append('Then open: ', code);
+    section.append(why, list, open);
+    document.querySelector('h1').after(section);
     status('waiting', 'Not connected: this page needs the parameters described above.');
   }
 
@@ -125,5 +141,5 @@ const chorusDemo = (() => {
     });
   }
 
-  return { $, params, status, log, backoff, closeWords, rest, token, tokenSource, guide, loadSocketIo, followSocket, dev: CHORUS_BROKER.dev };
+  return { $, params, status, prepend, log, backoff, closeWords, rest, token, tokenSource, guide, loadSocketIo, followSocket, dev: CHORUS_BROKER.dev };
 })();

@@ -1,4 +1,5 @@
-//! What the modules' demo pages share: `GET /demo/demo.js`, the pages' common script (connection state in
+//! What the modules' demo pages share: `GET /demo/demo.css`, their style, and `GET /demo/demo.js`, their
+//! common script (connection state in
 //! words, reconnect backoff, the guidance shown when a page lacks its parameters, REST and token helpers,
 //! loading the Socket.IO client from `--socketio-path`), and, in `--dev` mode only, `POST /demo/token`,
 //! which mints a short-lived HS256 token so a page opened bare can create a demo event or session through
@@ -30,9 +31,16 @@ const MAX_CLAIM_CHARS: usize = 64;
 /// The shared page script, after the config line [`script`] puts before it.
 const SCRIPT: &str = include_str!("demo.js");
 
-/// The demo routes: `GET /demo/demo.js` and `POST /demo/token`.
+/// The shared style sheet.
+const STYLE: &str = include_str!("demo.css");
+
+/// The demo routes: `GET /demo/demo.js`, `GET /demo/demo.css` and `POST /demo/token`.
 pub(crate) fn routes(node: Arc<Node>) -> Router {
-    Router::new().route("/demo/demo.js", get(script)).route("/demo/token", post(mint)).with_state(node)
+    Router::new()
+        .route("/demo/demo.js", get(script))
+        .route("/demo/demo.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }))
+        .route("/demo/token", post(mint))
+        .with_state(node)
 }
 
 /// The script, opening with what the pages must know about this broker: whether dev mode is on and where
