@@ -31,7 +31,7 @@ pub struct Config {
     #[arg(long, env = "CHORUS_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// TCP address for HTTP and WebSocket (`/v1/ws`, `/metrics`, `/health`, `/ready`).
+    /// TCP address for HTTP and WebSocket (landing page `/`, `/v1/ws`, `/metrics`, `/health`, `/ready`).
     #[arg(long, env = "CHORUS_LISTEN", default_value = "0.0.0.0:7400")]
     pub listen: SocketAddr,
 
