@@ -149,6 +149,12 @@ async fn the_socketio_browser_client_is_served_at_the_gateway_path() {
     assert_eq!(broker.get("/socket.io/socket.io.min.js").await.0, 404, "served at --socketio-path only");
     let script = broker.get("/demo/demo.js").await.1;
     assert!(script.starts_with(r#"const CHORUS_BROKER = {"dev":false,"socketioPath":"/rt/""#), "{script}");
+
+    // Without the gateway there is no bundle, and the pages are told so (they say it instead of connecting).
+    let off = Broker::start(&["--disable-socketio"]).await;
+    assert_eq!(off.get("/socket.io/socket.io.min.js").await.0, 404);
+    let script = off.get("/demo/demo.js").await.1;
+    assert!(script.starts_with(r#"const CHORUS_BROKER = {"dev":false,"socketioPath":null"#), "{script}");
 }
 
 #[tokio::test]
