@@ -10,7 +10,8 @@
 //! Layout:
 //! - [`config`]: the one config struct (CLI flags, `CHORUS_*` env, TOML file).
 //! - [`server`]: binds listeners, wires shared state, graceful shutdown.
-//! - [`http`]: `/v1/ws` upgrade, `/metrics`, `/health`, `/ready`, module REST routes.
+//! - [`http`]: `/v1/ws` upgrade, `/metrics`, `/health`, `/ready`, module REST routes; [`landing`]: the
+//!   page at `/`; [`demo`]: what the modules' demo pages share, and `--dev`'s token minting.
 //! - [`ws`], [`quic`], [`tls`]: transports and the QUIC certificate.
 //! - [`dialect`]: hosts compat dialects (an existing app's JSON WebSocket API) over topics and modules.
 //! - [`socketio`]: the Socket.IO v4 gateway (Engine.IO polling + WebSocket) over the same topics and modules.
@@ -29,8 +30,10 @@ pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod counters;
+pub mod demo;
 pub mod dialect;
 pub mod http;
+pub mod landing;
 pub mod metrics;
 pub mod module;
 pub mod node;

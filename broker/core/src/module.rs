@@ -69,6 +69,17 @@ impl From<StoreError> for ModuleError {
     }
 }
 
+/// How a module presents itself on the broker's landing page (`GET /`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// A human title, e.g. "Event booking".
+    pub title: &'static str,
+    /// The module's README, as a path in the repository (e.g. `modules/event_booking/README.md`).
+    pub readme: &'static str,
+    /// The path of the module's demo page on the broker's port, if it has one.
+    pub demo: Option<&'static str>,
+}
+
 /// A domain module. Every method has a default so a module implements only what it uses.
 #[async_trait]
 pub trait Module: Send + Sync + 'static {
@@ -133,6 +144,11 @@ pub trait Module: Send + Sync + 'static {
 
     /// HTTP routes the module serves on the broker's port (REST APIs).
     fn routes(&self, _ctx: &Context) -> Option<axum::Router> {
+        None
+    }
+
+    /// What the landing page shows about the module. The default: its name only.
+    fn info(&self) -> Option<ModuleInfo> {
         None
     }
 }

@@ -20,8 +20,8 @@
 //!   the counters; `ticker`: the 4-second click broadcast; `rate`: per-connection rate limits;
 //! - `access`: who may do what; `requests`: reading input; `model`: records and views; `tables`: the
 //!   storage layout; `events`: the topic and event names; `ids`: ids (timestamps: `chorus_core::dialect::iso8601`);
-//! - `rest`, `calls`, `socketio`, `envelope`, `error`: the adapters and their answers; `settings`: the
-//!   limits.
+//! - `rest`, `calls`, `socketio`, `envelope`, `error`: the adapters and their answers; `demo`: the demo
+//!   page `/demo/live`; `settings`: the limits.
 #![warn(missing_docs)]
 
 mod access;
@@ -29,6 +29,7 @@ mod analytics;
 mod calls;
 mod chat;
 mod clicks;
+mod demo;
 mod engagement;
 mod envelope;
 mod error;
@@ -61,7 +62,7 @@ pub use socketio::socketio;
 pub use ticker::CLICK_BROADCAST;
 
 use async_trait::async_trait;
-use chorus_core::module::{Caller, Context, Module, ModuleError};
+use chorus_core::module::{Caller, Context, Module, ModuleError, ModuleInfo};
 use chorus_core::protocol::{ErrorCode, Payload};
 use chorus_core::roster::{Change, Departure};
 use events::Envelope;
@@ -188,6 +189,14 @@ impl Module for LiveCommerce {
     }
 
     fn routes(&self, ctx: &Context) -> Option<axum::Router> {
-        Some(rest::routes(ctx, self.init().clone()))
+        Some(rest::routes(ctx, self.init().clone()).merge(demo::routes()))
+    }
+
+    fn info(&self) -> Option<ModuleInfo> {
+        Some(ModuleInfo {
+            title: "Live commerce (seed 003)",
+            readme: "modules/live_commerce/README.md",
+            demo: Some(demo::PATH),
+        })
     }
 }

@@ -17,10 +17,12 @@
 //!   (per user, cluster-wide), one book per session topic;
 //! - `model`: stored records and JSON views; `tables`: the storage layout; `ids`: ids and cursors;
 //! - `requests`: reading and checking input; `error`: `StudyError` and how it reaches clients;
-//! - `rest`, `calls`, `socketio`: the adapters — REST, native calls, the seed's Socket.IO namespace.
+//! - `rest`, `calls`, `socketio`, `demo`: the adapters — REST, native calls, the seed's Socket.IO
+//!   namespace, the demo page `/demo/study-groups`.
 #![warn(missing_docs)]
 
 mod calls;
+mod demo;
 mod envelope;
 mod error;
 mod ids;
@@ -33,7 +35,7 @@ mod socketio;
 mod tables;
 
 use async_trait::async_trait;
-use chorus_core::module::{Caller, Context, Module, ModuleError};
+use chorus_core::module::{Caller, Context, Module, ModuleError, ModuleInfo};
 use chorus_core::protocol::{ErrorCode, Payload};
 use chorus_core::roster::{Departure, Member};
 use serde_json::json;
@@ -156,6 +158,14 @@ impl Module for StudyGroups {
     }
 
     fn routes(&self, ctx: &Context) -> Option<axum::Router> {
-        Some(rest::routes(ctx, self.init().clone()))
+        Some(rest::routes(ctx, self.init().clone()).merge(demo::routes()))
+    }
+
+    fn info(&self) -> Option<ModuleInfo> {
+        Some(ModuleInfo {
+            title: "Study groups (seed 002)",
+            readme: "modules/study_groups/README.md",
+            demo: Some(demo::PATH),
+        })
     }
 }
