@@ -44,6 +44,7 @@ mod requests;
 mod rest;
 mod search;
 mod service;
+mod session_products;
 mod sessions;
 mod settings;
 mod showcase;

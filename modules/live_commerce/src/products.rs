@@ -1,4 +1,5 @@
-//! Products: created by a signed-in user (their seller), read by anyone.
+//! Products: created by a signed-in user (their seller), read by anyone, changed and deleted by their
+//! seller only. A deleted product disappears from the sessions that listed it (their reads skip it).
 
 use crate::error::CommerceError;
 use crate::ids::is_uuid;
@@ -58,5 +59,71 @@ impl Commerce {
         )
         .await?;
         rows.iter().map(|row| tables::decode("product", &row.value)).collect()
+    }
+
+    /// Changes the fields of `{ name?, description?, price?, imageUrl? }` (at least one) of product `id`,
+    /// sold by `who`.
+    pub async fn update_product(
+        &self,
+        ctx: &Context,
+        who: &Identity,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> Result<ProductRecord, CommerceError> {
+        const FIELDS: [&str; 4] = ["name", "description", "price", "imageUrl"];
+        if !FIELDS.iter().any(|f| body.contains_key(*f)) {
+            return Err(CommerceError::Invalid("give at least one of name, description, price, imageUrl".into()));
+        }
+        let name =
+            body.contains_key("name").then(|| requests::required_text(body, "name", MAX_TITLE_CHARS)).transpose()?;
+        let description = body
+            .contains_key("description")
+            .then(|| requests::required_text(body, "description", MAX_DESCRIPTION_CHARS))
+            .transpose()?;
+        let price = body.contains_key("price").then(|| requests::price(body)).transpose()?;
+        let image_url = body
+            .contains_key("imageUrl")
+            .then(|| requests::optional_text(body, "imageUrl", MAX_SHORT_CHARS))
+            .transpose()?;
+        self.product(ctx, id).await?;
+        let now = ctx.clock().now_ms();
+        tables::update(ctx.store().as_ref(), PRODUCTS, ALL, &id_ck(id), "Product", |p: &mut ProductRecord| {
+            if p.seller_id != who.sub || who.guest {
+                return Err(CommerceError::Forbidden("Only the product's seller can change it".into()));
+            }
+            if let Some(name) = &name {
+                p.name.clone_from(name);
+            }
+            if let Some(description) = &description {
+                p.description.clone_from(description);
+            }
+            if let Some(price) = price {
+                p.price = price;
+            }
+            if let Some(image_url) = &image_url {
+                p.image_url.clone_from(image_url);
+            }
+            p.updated_ms = now;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes product `id`, sold by `who`.
+    pub async fn delete_product(&self, ctx: &Context, who: &Identity, id: &str) -> Result<(), CommerceError> {
+        let not_found = || CommerceError::not_found("Product");
+        if !is_uuid(id) {
+            return Err(not_found());
+        }
+        let ck = id_ck(id);
+        let raw = ctx.store().get(PRODUCTS, ALL, &ck).await?.ok_or_else(not_found)?;
+        let product: ProductRecord = tables::decode("product", &raw)?;
+        if product.seller_id != who.sub || who.guest {
+            return Err(CommerceError::Forbidden("Only the product's seller can delete it".into()));
+        }
+        if !ctx.store().delete_if_equal(PRODUCTS, ALL, &ck, &raw).await?.applied {
+            return Err(CommerceError::Conflict("The product changed meanwhile; try again".into()));
+        }
+        Ok(())
     }
 }

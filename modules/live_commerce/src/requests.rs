@@ -121,6 +121,28 @@ pub fn product_ids(map: &Map<String, Value>) -> Result<Vec<String>, CommerceErro
     Ok(ids)
 }
 
+/// An optional boolean `key`.
+pub fn optional_bool(map: &Map<String, Value>, key: &str) -> Result<Option<bool>, CommerceError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(CommerceError::Invalid(format!("{key} must be true or false"))),
+    }
+}
+
+/// An optional display position `key`: a whole number from 0.
+pub fn optional_order(map: &Map<String, Value>, key: &str) -> Result<Option<u32>, CommerceError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| CommerceError::Invalid(format!("{key} must be a whole number of at least 0"))),
+        Some(_) => Err(CommerceError::Invalid(format!("{key} must be a whole number of at least 0"))),
+    }
+}
+
 /// A required status, one of the four.
 pub fn status(map: &Map<String, Value>) -> Result<Status, CommerceError> {
     let invalid = || CommerceError::Invalid("Invalid status. Must be one of: scheduled, live, paused, ended".into());

@@ -1,7 +1,11 @@
 //! The REST routes the realtime half needs, in the seed's shapes (`{ success, message?, data }`; errors
 //! `{ success: false, message }` with 400/401/403/404/409). Bearer tokens are the broker's JWTs.
 //!
-//! - `POST /api/products` (signed in) → 201; `GET /api/products`; `GET /api/products/:id`
+//! - `POST /api/products` (signed in) → 201; `GET /api/products`; `GET /api/products/:id`; `PUT` and
+//!   `DELETE /api/products/:id` (the seller)
+//! - `DELETE /api/sessions/:id` (owner); `/api/sessions/:id/products` (`GET ?featured`, `PATCH` bulk
+//!   featured, `POST` link, `DELETE /:productId`, `PATCH /:productId/feature`, `/order`; see
+//!   `session_products.rs`)
 //! - `GET /api/sessions?creatorId=`; `POST /api/sessions` (signed in) → 201; `GET /api/sessions/:id`
 //! - `PATCH /api/sessions/:id/status`, `POST /api/sessions/:id/start-stream`,
 //!   `POST /api/sessions/:id/end-stream`, `POST /api/sessions/:id/showcase` (owner)
@@ -25,6 +29,7 @@ use crate::model::{ChatRecord, ProductRecord, Role, SessionRecord, Status, ViewR
 use crate::requests;
 use crate::search::{self, DEFAULT_GLOBAL_LIMIT, DEFAULT_LIMIT, Page, Params, SessionQuery, SessionSort};
 use crate::service::Commerce;
+use crate::session_products::NewLink;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -48,9 +53,13 @@ struct Rest {
 pub fn routes(ctx: &Context, commerce: Arc<Commerce>) -> Router {
     Router::new()
         .route("/api/products", get(list_products).post(create_product))
-        .route("/api/products/{id}", get(get_product))
+        .route("/api/products/{id}", get(get_product).put(update_product).delete(delete_product))
         .route("/api/sessions", get(list_sessions).post(create_session))
-        .route("/api/sessions/{id}", get(get_session))
+        .route("/api/sessions/{id}", get(get_session).delete(delete_session))
+        .route("/api/sessions/{id}/products", get(session_products).patch(set_featured).post(link_product))
+        .route("/api/sessions/{id}/products/{product_id}", axum::routing::delete(unlink_product))
+        .route("/api/sessions/{id}/products/{product_id}/feature", patch(feature_product))
+        .route("/api/sessions/{id}/products/{product_id}/order", patch(order_product))
         .route("/api/sessions/{id}/status", patch(set_status))
         .route("/api/sessions/{id}/start-stream", post(start_stream))
         .route("/api/sessions/{id}/end-stream", post(end_stream))
@@ -524,6 +533,158 @@ async fn creator_analytics(
                     },
                 },
             })))
+        }
+        .await,
+    )
+}
+
+async fn update_product(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> Response<Body> {
+    respond(
+        async {
+            let who = rest.identity(&headers)?;
+            let body = requests::json_object(&body_bytes(body)?)?;
+            let product = rest.commerce.update_product(&rest.ctx, &who, &id, &body).await?;
+            Ok(Reply::message("Product updated successfully", product.view()))
+        }
+        .await,
+    )
+}
+
+async fn delete_product(State(rest): State<Rest>, headers: HeaderMap, Path(id): Path<String>) -> Response<Body> {
+    respond(
+        async {
+            let who = rest.identity(&headers)?;
+            rest.commerce.delete_product(&rest.ctx, &who, &id).await?;
+            Ok(Reply::fields(json!({ "message": "Product deleted successfully" })))
+        }
+        .await,
+    )
+}
+
+async fn delete_session(State(rest): State<Rest>, headers: HeaderMap, Path(id): Path<String>) -> Response<Body> {
+    respond(
+        async {
+            let who = rest.identity(&headers)?;
+            rest.commerce.delete_session(&rest.ctx, &who, &id).await?;
+            Ok(Reply::fields(json!({ "message": "Session deleted successfully" })))
+        }
+        .await,
+    )
+}
+
+/// `GET /api/sessions/:id/products?featured=true`.
+async fn session_products(State(rest): State<Rest>, Path(id): Path<String>, query: RawQuery) -> Response<Body> {
+    respond(
+        async {
+            let featured = match query_map(query)?.get("featured").map(String::as_str) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => return Err(CommerceError::Invalid("featured must be true or false".into())),
+            };
+            let products = rest.commerce.session_products(&rest.ctx, &id, featured).await?;
+            let count = products.len();
+            Ok(Reply::data(json!(products)).with("count", json!(count)))
+        }
+        .await,
+    )
+}
+
+async fn set_featured(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> Response<Body> {
+    respond(
+        async {
+            let who = rest.identity(&headers)?;
+            let body = requests::json_object(&body_bytes(body)?)?;
+            if !body.contains_key("productIds") {
+                return Err(CommerceError::Invalid("productIds is required".into()));
+            }
+            let ids = requests::product_ids(&body)?;
+            let featured = rest.commerce.set_featured(&rest.ctx, &who, &id, &ids).await?;
+            Ok(Reply::message("Featured products updated successfully", json!(featured)))
+        }
+        .await,
+    )
+}
+
+async fn link_product(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> Response<Body> {
+    respond(
+        async {
+            let who = rest.identity(&headers)?;
+            let body = requests::json_object(&body_bytes(body)?)?;
+            let link = NewLink {
+                product_id: requests::product_id(&body)?,
+                featured: requests::optional_bool(&body, "featured")?.unwrap_or(false),
+                display_order: requests::optional_order(&body, "displayOrder")?,
+            };
+            let view = rest.commerce.link_product(&rest.ctx, &who, &id, link).await?;
+            Ok(Reply::message("Product added to session successfully", view).created())
+        }
+        .await,
+    )
+}
+
+async fn unlink_product(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path((id, product_id)): Path<(String, String)>,
+) -> Response<Body> {
+    respond(
+        async {
+            let who = rest.identity(&headers)?;
+            rest.commerce.unlink_product(&rest.ctx, &who, &id, &product_id).await?;
+            Ok(Reply::fields(json!({ "message": "Product removed from session successfully" })))
+        }
+        .await,
+    )
+}
+
+async fn feature_product(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path((id, product_id)): Path<(String, String)>,
+    body: RawBody,
+) -> Response<Body> {
+    respond(
+        async {
+            let who = rest.identity(&headers)?;
+            let body = requests::json_object(&body_bytes(body)?)?;
+            let featured = requests::optional_bool(&body, "featured")?
+                .ok_or_else(|| CommerceError::Invalid("featured is required".into()))?;
+            let view = rest.commerce.change_link(&rest.ctx, &who, &id, &product_id, Some(featured), None).await?;
+            Ok(Reply::message("Featured status updated successfully", view))
+        }
+        .await,
+    )
+}
+
+async fn order_product(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path((id, product_id)): Path<(String, String)>,
+    body: RawBody,
+) -> Response<Body> {
+    respond(
+        async {
+            let who = rest.identity(&headers)?;
+            let body = requests::json_object(&body_bytes(body)?)?;
+            let order = requests::optional_order(&body, "displayOrder")?
+                .ok_or_else(|| CommerceError::Invalid("displayOrder is required".into()))?;
+            let view = rest.commerce.change_link(&rest.ctx, &who, &id, &product_id, None, Some(order)).await?;
+            Ok(Reply::message("Display order updated successfully", view))
         }
         .await,
     )

@@ -5,6 +5,7 @@
 //! below is one area.
 
 mod analytics;
+mod catalog;
 mod chat_history;
 mod clicks;
 mod engagement;
