@@ -125,6 +125,21 @@ impl Verifier {
         let mut validation = Validation::new(alg);
         validation.leeway = config.jwt_leeway_secs;
         validation.validate_nbf = true;
+        // Without a configured audience a token's `aud` is not checked (jsonwebtoken would refuse every
+        // token that carries one); with one, `aud` is required, and likewise `iss`.
+        let mut required = vec!["exp"];
+        match &config.jwt_audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = &config.jwt_issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
         Ok(Self { key: key.map(|k| (k, validation)) })
     }
 
@@ -245,6 +260,32 @@ mod tests {
             "HS256 refused when EdDSA is pinned"
         );
         assert!(Config::load_from(["chorus", "--jwt-public-key", "x.pem"]).is_err(), "public key needs RS256 or EdDSA");
+    }
+
+    #[test]
+    fn audience_and_issuer_when_configured() {
+        let claims = |extra: Value| {
+            let mut claims = json!({"sub": "u", "exp": now() + 60});
+            claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            token("s3cret", claims)
+        };
+        let open = Verifier::from_config(&config("s3cret")).unwrap();
+        assert!(open.verify(&claims(json!({"aud": "anyone", "iss": "anywhere"}))).is_ok(), "unchecked when unset");
+        let pinned = Verifier::from_config(
+            &Config::load_from(["chorus", "--jwt-secret", "s3cret", "--jwt-audience", "chorus", "--jwt-issuer", "idp"])
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(pinned.verify(&claims(json!({"aud": "chorus", "iss": "idp"}))).is_ok());
+        assert!(pinned.verify(&claims(json!({"aud": ["other", "chorus"], "iss": "idp"}))).is_ok());
+        for (what, extra) in [
+            ("wrong aud", json!({"aud": "other", "iss": "idp"})),
+            ("wrong iss", json!({"aud": "chorus", "iss": "evil"})),
+            ("no aud", json!({"iss": "idp"})),
+            ("no iss", json!({"aud": "chorus"})),
+        ] {
+            assert!(matches!(pinned.verify(&claims(extra)), Err(AuthError::Invalid(_))), "{what}");
+        }
     }
 
     #[test]
