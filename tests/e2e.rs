@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod cluster;
 mod deploy;
+mod jwt_attacks;
 mod metrics;
 mod modules;
 mod prometheus;

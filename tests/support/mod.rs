@@ -41,11 +41,23 @@ impl Broker {
 
     /// As [`Broker::start_in`] with HTTP on `listen` (to restart where clients reconnect).
     pub async fn start_at(data_dir: tempfile::TempDir, listen: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--jwt-secret", SECRET];
+        args.extend_from_slice(extra);
+        Self::spawn(data_dir, listen, &args).await
+    }
+
+    /// As [`Broker::start`] without the test secret: guests only, or keyed by `extra` (a public key).
+    pub async fn start_without_secret(extra: &[&str]) -> Self {
+        Self::spawn(tempfile::tempdir().expect("temp dir"), "127.0.0.1:0", extra).await
+    }
+
+    async fn spawn(data_dir: tempfile::TempDir, listen: &str, extra: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
-        cmd.args(["--listen", listen, "--quic-listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+        cmd.args(["--listen", listen, "--quic-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(extra)
+            .env_remove("CHORUS_JWT_SECRET")
             .env("CHORUS_LOG", std::env::var("CHORUS_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -12,6 +12,11 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 use thiserror::Error;
 
+/// Longest token accepted, in bytes. Identity providers' tokens are well under 2 KiB; 8 KiB (the header
+/// buffer size of common proxies, e.g. nginx's `large_client_header_buffers`) leaves room for rich claims
+/// and bounds the decoding and hashing an unauthenticated client can ask for.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
@@ -151,6 +156,9 @@ impl Verifier {
     /// Verifies a token and extracts the identity.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let (key, validation) = self.key.as_ref().ok_or(AuthError::NotConfigured)?;
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid(format!("token longer than {MAX_TOKEN_BYTES} bytes")));
+        }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation).map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
             ErrorKind::ImmatureSignature => AuthError::NotYetValid,
@@ -236,6 +244,13 @@ mod tests {
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiZXhwIjo0MTAyNDQ0ODAwfQ.";
         assert!(matches!(v.verify(none), Err(AuthError::Invalid(_))));
         assert_eq!(v.identify(None, 7).unwrap().sub, "guest-7");
+        let padding = "x".repeat(MAX_TOKEN_BYTES);
+        let oversized = token("s3cret", json!({"sub": "u", "exp": now() + 60, "pad": padding}));
+        assert_eq!(
+            v.verify(&oversized),
+            Err(AuthError::Invalid(format!("token longer than {MAX_TOKEN_BYTES} bytes"))),
+            "a correctly signed token over the size bound"
+        );
     }
 
     #[test]
