@@ -18,3 +18,4 @@ mod slow_consumer;
 mod socketio;
 mod support;
 mod transports;
+mod websocket_conformance;
