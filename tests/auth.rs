@@ -79,23 +79,8 @@ async fn bad_tokens_get_their_code_then_close_1008_on_every_transport() {
 
 #[tokio::test]
 async fn a_token_on_a_guests_only_server_is_refused() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let mut cmd_args = vec!["--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir"];
-    let dir = data_dir.path().to_str().unwrap().to_owned();
-    cmd_args.push(&dir);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args(&cmd_args)
-        .env_remove("CHORUS_JWT_SECRET")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().unwrap();
-    let http = line.split_whitespace().find_map(|kv| kv.strip_prefix("http=")).unwrap().to_owned();
-    let url = format!("ws://{http}/v1/ws");
+    let broker = Broker::start_without_secret(&[]).await;
+    let url = broker.ws_url("");
     let guest = Client::connect(ConnectOptions::websocket(url.clone())).await.unwrap();
     assert!(guest.welcome().identity.guest);
     match Client::connect(ConnectOptions::websocket(url).token(token(json!({"sub": "u"})))).await {

@@ -131,6 +131,8 @@ pub enum CloseCode {
     GoingAway = 1001,
     /// The peer broke the transport protocol (WebSocket-level).
     ProtocolError = 1002,
+    /// A WebSocket text message or close reason was not valid UTF-8 (RFC 6455 §8.1).
+    InvalidText = 1007,
     /// Authentication failed: bad, expired or forged token.
     PolicyViolation = 1008,
     /// A frame exceeded the negotiated `max_frame_bytes`.
@@ -161,6 +163,7 @@ impl CloseCode {
             Self::Normal,
             Self::GoingAway,
             Self::ProtocolError,
+            Self::InvalidText,
             Self::PolicyViolation,
             Self::MessageTooBig,
             Self::InternalError,
@@ -179,6 +182,7 @@ impl CloseCode {
             Self::Normal => "normal",
             Self::GoingAway => "going_away",
             Self::ProtocolError => "protocol_error",
+            Self::InvalidText => "invalid_text",
             Self::PolicyViolation => "policy_violation",
             Self::MessageTooBig => "message_too_big",
             Self::InternalError => "internal_error",
@@ -212,7 +216,7 @@ mod tests {
 
     #[test]
     fn close_codes_round_trip() {
-        for n in [1000, 1001, 1002, 1008, 1009, 1011, 4000, 4001, 4002, 4003] {
+        for n in [1000, 1001, 1002, 1007, 1008, 1009, 1011, 4000, 4001, 4002, 4003] {
             assert_eq!(CloseCode::from_u16(n).map(CloseCode::as_u16), Some(n));
         }
         assert_eq!(CloseCode::from_u16(4999), None);

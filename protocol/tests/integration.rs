@@ -4,5 +4,6 @@
 //! module below is one area.
 
 mod errors;
+mod fuzz_corpus;
 mod roundtrip;
 mod spec_examples;

@@ -409,6 +409,22 @@ const scenarios = {
     console.log(JSON.stringify({ ok: "refused-auth" }));
   },
 
+  // A valid token connects; each bad one is refused with its code, from auth.token and from ?token=.
+  async "refused-tokens"() {
+    const me = await connect("/", { auth: { token: options.token } });
+    await call(me, "chorus:subscribe", { topic: options.topic });
+    const presence = await call(me, "chorus:call", { method: "chorus.presence", args: { topic: options.topic } });
+    assert.deepEqual(presence.members.map((m) => m.user), [options.sub], "the valid token's identity");
+    me.disconnect();
+    for (const { attack, token, code } of options.tokens) {
+      for (const socketOptions of [{ auth: { token } }, { query: { token } }]) {
+        const bad = await refused("/", socketOptions);
+        assert.deepEqual(bad.data, { code }, `${attack}: ${bad.message}`);
+      }
+    }
+    console.log(JSON.stringify({ ok: "refused-tokens", refused: options.tokens.length }));
+  },
+
   // A room shared with native clients: wait, let the harness publish natively, then publish from here.
   async "shared-topic"() {
     const socket = await connect("/", { transports: options.transports, auth: { token: options.token } });

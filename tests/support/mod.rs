@@ -46,24 +46,26 @@ impl Broker {
 
     /// As [`Broker::start_in`] with HTTP on `listen` (to restart where clients reconnect).
     pub async fn start_at(data_dir: tempfile::TempDir, listen: &str, extra: &[&str]) -> Self {
-        let mut args = vec!["--listen", listen, "--quic-listen", "127.0.0.1:0", "--jwt-secret", SECRET];
+        let mut args = vec!["--jwt-secret", SECRET];
         args.extend_from_slice(extra);
-        Self::launch(data_dir, &args).await
+        Self::launch(data_dir, listen, &args).await
     }
 
-    /// Starts `chorus` on loopback port 0 with a fresh data dir and no JWT secret, and `extra` flags.
+    /// As [`Broker::start`] without the test secret: guests only, or keyed by `extra` (a public key, or
+    /// `--dev`'s generated secret).
     pub async fn start_without_secret(extra: &[&str]) -> Self {
-        let mut args = vec!["--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0"];
-        args.extend_from_slice(extra);
-        Self::launch(tempfile::tempdir().expect("temp dir"), &args).await
+        Self::launch(tempfile::tempdir().expect("temp dir"), "127.0.0.1:0", extra).await
     }
 
-    /// Starts `chorus` with exactly `args` (plus `--data-dir`) and reads its ports from the first line.
-    async fn launch(data_dir: tempfile::TempDir, args: &[&str]) -> Self {
+    /// Starts `chorus` on `listen` with `args` (plus QUIC on port 0 and `--data-dir`) and reads its ports
+    /// from the first line it prints.
+    async fn launch(data_dir: tempfile::TempDir, listen: &str, args: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
-        cmd.args(args)
+        cmd.args(["--listen", listen, "--quic-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir.path())
+            .args(args)
+            .env_remove("CHORUS_JWT_SECRET")
             .env("CHORUS_LOG", std::env::var("CHORUS_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

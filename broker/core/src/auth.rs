@@ -12,6 +12,11 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 use thiserror::Error;
 
+/// Longest token accepted, in bytes. Identity providers' tokens are well under 2 KiB; 8 KiB (the header
+/// buffer size of common proxies, e.g. nginx's `large_client_header_buffers`) leaves room for rich claims
+/// and bounds the decoding and hashing an unauthenticated client can ask for.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
@@ -125,6 +130,21 @@ impl Verifier {
         let mut validation = Validation::new(alg);
         validation.leeway = config.jwt_leeway_secs;
         validation.validate_nbf = true;
+        // Without a configured audience a token's `aud` is not checked (jsonwebtoken would refuse every
+        // token that carries one); with one, `aud` is required, and likewise `iss`.
+        let mut required = vec!["exp"];
+        match &config.jwt_audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = &config.jwt_issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
         Ok(Self { key: key.map(|k| (k, validation)) })
     }
 
@@ -136,6 +156,9 @@ impl Verifier {
     /// Verifies a token and extracts the identity.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let (key, validation) = self.key.as_ref().ok_or(AuthError::NotConfigured)?;
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid(format!("token longer than {MAX_TOKEN_BYTES} bytes")));
+        }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation).map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
             ErrorKind::ImmatureSignature => AuthError::NotYetValid,
@@ -221,6 +244,13 @@ mod tests {
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiZXhwIjo0MTAyNDQ0ODAwfQ.";
         assert!(matches!(v.verify(none), Err(AuthError::Invalid(_))));
         assert_eq!(v.identify(None, 7).unwrap().sub, "guest-7");
+        let padding = "x".repeat(MAX_TOKEN_BYTES);
+        let oversized = token("s3cret", json!({"sub": "u", "exp": now() + 60, "pad": padding}));
+        assert_eq!(
+            v.verify(&oversized),
+            Err(AuthError::Invalid(format!("token longer than {MAX_TOKEN_BYTES} bytes"))),
+            "a correctly signed token over the size bound"
+        );
     }
 
     #[test]
@@ -245,6 +275,32 @@ mod tests {
             "HS256 refused when EdDSA is pinned"
         );
         assert!(Config::load_from(["chorus", "--jwt-public-key", "x.pem"]).is_err(), "public key needs RS256 or EdDSA");
+    }
+
+    #[test]
+    fn audience_and_issuer_when_configured() {
+        let claims = |extra: Value| {
+            let mut claims = json!({"sub": "u", "exp": now() + 60});
+            claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            token("s3cret", claims)
+        };
+        let open = Verifier::from_config(&config("s3cret")).unwrap();
+        assert!(open.verify(&claims(json!({"aud": "anyone", "iss": "anywhere"}))).is_ok(), "unchecked when unset");
+        let pinned = Verifier::from_config(
+            &Config::load_from(["chorus", "--jwt-secret", "s3cret", "--jwt-audience", "chorus", "--jwt-issuer", "idp"])
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(pinned.verify(&claims(json!({"aud": "chorus", "iss": "idp"}))).is_ok());
+        assert!(pinned.verify(&claims(json!({"aud": ["other", "chorus"], "iss": "idp"}))).is_ok());
+        for (what, extra) in [
+            ("wrong aud", json!({"aud": "other", "iss": "idp"})),
+            ("wrong iss", json!({"aud": "chorus", "iss": "evil"})),
+            ("no aud", json!({"iss": "idp"})),
+            ("no iss", json!({"aud": "chorus"})),
+        ] {
+            assert!(matches!(pinned.verify(&claims(extra)), Err(AuthError::Invalid(_))), "{what}");
+        }
     }
 
     #[test]

@@ -67,6 +67,15 @@ pub struct Config {
     #[arg(long, env = "CHORUS_JWT_ALG", value_enum, default_value = "HS256")]
     pub jwt_alg: JwtAlg,
 
+    /// Required `aud` of client JWTs: a token must name this audience (a string, or one of an array).
+    /// Unset: `aud` is not checked.
+    #[arg(long, env = "CHORUS_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` of client JWTs. Unset: `iss` is not checked.
+    #[arg(long, env = "CHORUS_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
     /// Clock skew tolerated when checking `exp` and `nbf`, in seconds.
     #[arg(long, env = "CHORUS_JWT_LEEWAY_SECS", default_value_t = 5)]
     pub jwt_leeway_secs: u64,

@@ -50,8 +50,8 @@ pub enum Inbound {
     Closed,
     /// The peer sent a frame larger than `max_frame_bytes`.
     TooLarge,
-    /// The transport broke (protocol violation, reset).
-    Broken(String),
+    /// The transport broke (protocol violation, reset): close with this code and reason.
+    Broken(CloseCode, String),
 }
 
 /// The transport's reading half. `recv` must be cancel-safe: it is polled inside `select!`.
@@ -81,9 +81,9 @@ pub(crate) fn end_of_input(queue: &OutQueue, inbound: Inbound, max_frame_bytes: 
         Inbound::TooLarge => {
             queue.close(CloseCode::MessageTooBig, &format!("frame exceeds max_frame_bytes ({max_frame_bytes})"))
         }
-        Inbound::Broken(e) => {
+        Inbound::Broken(code, e) => {
             tracing::debug!(error = %e, "transport error");
-            queue.close(CloseCode::ProtocolError, &e);
+            queue.close(code, &e);
         }
     }
 }

@@ -213,6 +213,9 @@ pub async fn run_writer(
         if let Err(e) = sink.send_batch(&batch).await {
             tracing::debug!(error = %e, "write failed; closing");
             queue.close(CloseCode::Normal, "connection lost");
+            // Still close the transport: when the write failed because the peer closed first, this sends
+            // the close echo the transport has queued (WebSocket, RFC 6455 §5.5.1).
+            sink.close(CloseCode::Normal, "connection lost").await;
             return;
         }
         metrics.frames_out(transport, batch.len() as u64, bytes as u64);

@@ -100,13 +100,15 @@ impl FrameSource for QuicSource {
                 Ok(Some(frame)) => return Inbound::Frame(frame),
                 Ok(None) => {}
                 Err(DelimitError::TooLarge { .. }) => return Inbound::TooLarge,
-                Err(DelimitError::Empty) => return Inbound::Broken("zero-length frame".into()),
+                Err(DelimitError::Empty) => {
+                    return Inbound::Broken(CloseCode::ProtocolError, "zero-length frame".into());
+                }
             }
             match self.recv.read_chunk(READ_CHUNK, true).await {
                 Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
                 Ok(None) => return Inbound::Closed,
                 Err(quinn::ReadError::ConnectionLost(_) | quinn::ReadError::Reset(_)) => return Inbound::Closed,
-                Err(e) => return Inbound::Broken(e.to_string()),
+                Err(e) => return Inbound::Broken(CloseCode::ProtocolError, e.to_string()),
             }
         }
     }

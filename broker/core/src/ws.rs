@@ -126,9 +126,27 @@ impl FrameSource for WsSource {
             Some(Ok(Message::Close(_))) | None => Inbound::Closed,
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => Inbound::TooLarge,
             Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => Inbound::Closed,
-            Some(Err(e)) => Inbound::Broken(e.to_string()),
+            Some(Err(e)) => Inbound::Broken(close_code(&e), e.to_string()),
         }
     }
+}
+
+/// The close code for a broken WebSocket (RFC 6455 §7.4.1): 1007 for text that is not UTF-8, 1009 for a
+/// message over the limit, 1002 for every other violation.
+pub fn close_code(error: &WsError) -> CloseCode {
+    match error {
+        WsError::Utf8(_) => CloseCode::InvalidText,
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => CloseCode::MessageTooBig,
+        _ => CloseCode::ProtocolError,
+    }
+}
+
+/// Sends a close frame and closes the sink. After the peer's close, tungstenite has queued its echo
+/// (RFC 6455 §5.5.1) and refuses another close frame; closing the sink flushes that echo either way.
+pub async fn close(sink: &mut SplitSink<Socket, Message>, code: CloseCode, reason: &str) {
+    let frame = CloseFrame { code: WsCloseCode::from(code.as_u16()), reason: Utf8Bytes::from(reason) };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = sink.close().await;
 }
 
 /// Writing half of a WebSocket connection: MessagePack frames go as binary messages, JSON as text.
@@ -162,9 +180,6 @@ impl FrameSink for WsSink {
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
-        let frame = CloseFrame { code: WsCloseCode::from(code.as_u16()), reason: Utf8Bytes::from(reason) };
-        if self.sink.send(Message::Close(Some(frame))).await.is_ok() {
-            let _ = self.sink.close().await;
-        }
+        close(&mut self.sink, code, reason).await;
     }
 }

@@ -3,12 +3,14 @@
 //! [`RedisServer`] runs Debian's `redis-server` on a free loopback port in a directory of its own,
 //! waits until it accepts connections, and kills it when dropped. [`socketio`] runs the real Socket.IO
 //! client libraries (Node and Python) as scenarios against a broker; [`http`] is the one raw HTTP client
-//! every suite uses; [`chromium`] drives a headless Chromium for the browser tests.
+//! every suite uses; [`chromium`] drives a headless Chromium for the browser tests; [`venv`] keeps the
+//! pinned Python tools they run.
 #![warn(missing_docs)]
 
 pub mod chromium;
 pub mod http;
 pub mod socketio;
+pub mod venv;
 
 use anyhow::{Context, Result, bail};
 use std::io::{self, BufRead, BufReader};

@@ -25,21 +25,9 @@ pub fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../socketio")
 }
 
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
-}
-
 /// Runs a setup command once per test process; every caller sees its outcome.
 fn once(cell: &'static OnceLock<Result<(), String>>, setup: impl FnOnce() -> Result<()>) -> Result<()> {
     cell.get_or_init(|| setup().map_err(|e| format!("{e:#}"))).clone().map_err(anyhow::Error::msg)
-}
-
-fn run(command: &mut std::process::Command, what: &str) -> Result<()> {
-    let output = command.output().with_context(|| format!("{what}: cannot start {command:?}"))?;
-    if !output.status.success() {
-        bail!("{what} failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(())
 }
 
 /// Installs the pinned `socket.io-client` unless `node_modules` already holds it.
@@ -50,38 +38,16 @@ fn node_ready() -> Result<()> {
         if dir.join("node_modules/socket.io-client/package.json").exists() {
             return Ok(());
         }
-        run(
+        crate::venv::run(
             std::process::Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir),
             "installing socket.io-client (needs Node.js 18+ and npm)",
         )
     })
 }
 
-/// The virtualenv's Python, created with the pinned `python-socketio` unless it already exists.
+/// The virtualenv's Python, with the pinned `python-socketio`.
 fn python() -> Result<PathBuf> {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let venv = target_dir().join("socketio-venv");
-    let python = venv.join("bin/python");
-    once(&READY, || {
-        let requirements = dir().join("requirements.txt");
-        let stamp = venv.join("requirements.txt");
-        let wanted = std::fs::read(&requirements).context("reading tests/socketio/requirements.txt")?;
-        if python.exists() && std::fs::read(&stamp).is_ok_and(|installed| installed == wanted) {
-            return Ok(());
-        }
-        run(
-            std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv),
-            "creating a Python virtualenv (needs Python 3 with venv)",
-        )?;
-        run(
-            std::process::Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
-                .arg(&requirements),
-            "installing python-socketio",
-        )?;
-        std::fs::write(&stamp, wanted).context("recording the installed requirements")
-    })?;
-    Ok(python)
+    crate::venv::python("socketio-venv", &dir().join("requirements.txt"))
 }
 
 /// A running client scenario.

@@ -105,9 +105,14 @@ impl Session {
 
     /// Ends the session for a protocol violation (the client reconnects).
     pub fn fail(&self, reason: &'static str, message: &str) {
+        self.fail_with(CloseCode::ProtocolError, reason, message);
+    }
+
+    /// As [`Session::fail`] with a WebSocket close code other than 1002 (1007 bad text, 1009 too big).
+    pub fn fail_with(&self, code: CloseCode, reason: &'static str, message: &str) {
         tracing::debug!(sid = self.sid, reason, message, "Socket.IO session closed");
         metrics::error(reason);
-        self.queue.close(CloseCode::ProtocolError, message);
+        self.queue.close(code, message);
     }
 }
 

@@ -67,23 +67,24 @@ pub(crate) fn accept(
     upgrade.response
 }
 
-/// Reads the next inbound packet: `Ok(None)` when the peer closed.
-async fn read(stream: &mut SplitStream<Socket>) -> Result<Option<Packet>, String> {
+/// Reads the next inbound packet: `Ok(None)` when the peer closed; `Err` with the close code and reason.
+async fn read(stream: &mut SplitStream<Socket>) -> Result<Option<Packet>, (CloseCode, String)> {
+    let protocol = |e: String| (CloseCode::ProtocolError, e);
     loop {
         return match stream.next().await {
             Some(Ok(Message::Text(text))) => {
-                let packet = Packet::decode_text(Bytes::from(text)).map_err(|e| e.to_string())?;
-                packet.check_from_client().map_err(|e| e.to_string())?;
+                let packet = Packet::decode_text(Bytes::from(text)).map_err(|e| protocol(e.to_string()))?;
+                packet.check_from_client().map_err(|e| protocol(e.to_string()))?;
                 Ok(Some(packet))
             }
             Some(Ok(Message::Binary(data))) => Ok(Some(Packet::Binary(data))),
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
             Some(Ok(Message::Close(_))) | None => Ok(None),
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                Err("message exceeds maxHttpBufferSize".to_owned())
+                Err((CloseCode::MessageTooBig, "message exceeds maxHttpBufferSize".to_owned()))
             }
             Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => Ok(None),
-            Some(Err(e)) => Err(e.to_string()),
+            Some(Err(e)) => Err((ws::close_code(&e), e.to_string())),
         };
     }
 }
@@ -110,7 +111,7 @@ async fn upgrade_session(
                 Ok(Some(Packet::Upgrade)) if session.mode() == Mode::Upgrading => return Ok(()),
                 Ok(Some(other)) => return Err(format!("unexpected packet during upgrade: {other:?}")),
                 Ok(None) => return Err("closed during upgrade".to_owned()),
-                Err(e) => return Err(e),
+                Err((_, e)) => return Err(e),
             }
         }
     })
@@ -154,8 +155,8 @@ async fn serve(gateway: Arc<Gateway>, session: Arc<Session>, sink: EngineSink, m
                     session.queue.close(CloseCode::Normal, "transport close");
                     break;
                 }
-                Err(e) => {
-                    session.fail("protocol", &e);
+                Err((code, e)) => {
+                    session.fail_with(code, "protocol", &e);
                     break;
                 }
             }
@@ -189,9 +190,6 @@ impl FrameSink for EngineSink {
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
-        let frame = CloseFrame { code: WsCloseCode::from(code.as_u16()), reason: Utf8Bytes::from(reason) };
-        if self.sink.send(Message::Close(Some(frame))).await.is_ok() {
-            let _ = self.sink.close().await;
-        }
+        ws::close(&mut self.sink, code, reason).await;
     }
 }
