@@ -21,10 +21,16 @@
 //! - `access`: who may do what; `requests`: reading input; `model`: records and views; `tables`: the
 //!   storage layout; `events`: the topic and event names; `ids`: ids (timestamps: `chorus_core::dialect::iso8601`);
 //! - `rest`, `calls`, `socketio`, `envelope`, `error`: the adapters and their answers; `settings`: the
-//!   limits.
+//!   limits;
+//! - `accounts` (users, passwords, tokens) and `account_rest`; `agora` (RTC token builder) and
+//!   `agora_rest`.
 #![warn(missing_docs)]
 
 mod access;
+mod account_rest;
+mod accounts;
+mod agora;
+mod agora_rest;
 mod calls;
 mod chat;
 mod clicks;
@@ -50,6 +56,7 @@ mod tables;
 mod ticker;
 mod viewers;
 
+pub use agora::AgoraCredentials;
 pub use events::{
     MESSAGE_DELETED, NEW_MESSAGE, NEW_REACTION, PRODUCT_CLICK_STATS, PRODUCT_SHOWCASED, REACTION_STATS,
     SHOWCASE_CLEARED, STREAM_ENDED, STREAM_STARTED, TOPIC_PREFIX, TRENDING_PRODUCTS, VIEWER_COUNT, topic,
@@ -91,7 +98,7 @@ struct LiveCommerce {
 
 impl LiveCommerce {
     fn init(&self) -> &Arc<Commerce> {
-        self.commerce.get_or_init(|| Arc::new(Commerce::new(self.settings)))
+        self.commerce.get_or_init(|| Arc::new(Commerce::new(self.settings.clone())))
     }
 }
 
