@@ -6,6 +6,7 @@
 mod auth;
 mod bad_input;
 mod cluster;
+mod commerce_accounts;
 mod metrics;
 mod modules;
 mod prometheus;

@@ -41,12 +41,18 @@ impl Broker {
 
     /// As [`Broker::start_in`] with HTTP on `listen` (to restart where clients reconnect).
     pub async fn start_at(data_dir: tempfile::TempDir, listen: &str, extra: &[&str]) -> Self {
+        Self::start_env(data_dir, listen, extra, &[]).await
+    }
+
+    /// As [`Broker::start_at`] with the environment variables `env` set for the process.
+    pub async fn start_env(data_dir: tempfile::TempDir, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
         cmd.args(["--listen", listen, "--quic-listen", "127.0.0.1:0", "--jwt-secret", SECRET])
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(extra)
             .env("CHORUS_LOG", std::env::var("CHORUS_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
