@@ -108,7 +108,7 @@ pub struct TokenPair {
 }
 
 /// A new user's or a change's fields, checked.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UserFields {
     name: Option<String>,
     email: Option<String>,
@@ -215,29 +215,30 @@ impl Commerce {
         let password_hash = hash_password(password).await?;
         let store = ctx.store();
         let email_key = email.to_lowercase();
-        let mut id = next_id(ctx).await?;
+        let id = next_id(ctx).await?;
         let claimed = store.insert_if_absent(EMAILS, ALL, email_key.as_bytes(), encode(&id)?, None).await?;
         if !claimed.applied {
             return Err(CommerceError::Conflict("User with this email already exists".into()));
         }
         let now = ctx.clock().now_ms();
-        let user = loop {
-            let user = UserRecord {
-                id,
-                name: name.clone(),
-                email: email.clone(),
-                password_hash: password_hash.clone(),
-                role: fields.role.clone().unwrap_or_else(|| "user".into()),
-                created_ms: now,
-                updated_ms: now,
-            };
-            if store.insert_if_absent(USERS, ALL, &user_ck(id), encode(&user)?, None).await?.applied {
-                break user;
+        let record = UserRecord {
+            id,
+            name,
+            email,
+            password_hash,
+            role: fields.role.unwrap_or_else(|| "user".into()),
+            created_ms: now,
+            updated_ms: now,
+        };
+        let user = match store_new_user(ctx, &email_key, record).await {
+            Ok(user) => user,
+            Err(e) => {
+                // Free the email again: no account holds it.
+                if let Err(cleanup) = store.delete(EMAILS, ALL, email_key.as_bytes()).await {
+                    tracing::warn!(error = %cleanup, "freeing the email of a failed registration");
+                }
+                return Err(e);
             }
-            // Another registration took this number meanwhile: take the next and point the email at it.
-            let next = next_id(ctx).await?;
-            store.update_if_equal(EMAILS, ALL, email_key.as_bytes(), &encode(&id)?, encode(&next)?, None).await?;
-            id = next;
         };
         let tokens = match key {
             Some(key) => Some(self.issue_tokens(ctx, &key, &user).await?),
@@ -445,6 +446,20 @@ pub fn signed_in_view(user: &UserRecord, tokens: &TokenPair) -> Value {
 
 fn user_ck(id: u64) -> Bytes {
     Bytes::copy_from_slice(&id.to_be_bytes())
+}
+
+/// Stores a new user whose email `email_key` is claimed with its id; when another registration took that
+/// number meanwhile, takes the next and points the email at it.
+async fn store_new_user(ctx: &Context, email_key: &str, mut user: UserRecord) -> Result<UserRecord, CommerceError> {
+    let store = ctx.store();
+    loop {
+        if store.insert_if_absent(USERS, ALL, &user_ck(user.id), encode(&user)?, None).await?.applied {
+            return Ok(user);
+        }
+        let next = next_id(ctx).await?;
+        store.update_if_equal(EMAILS, ALL, email_key.as_bytes(), &encode(&user.id)?, encode(&next)?, None).await?;
+        user.id = next;
+    }
 }
 
 /// The next free user number: one more than the highest.
