@@ -260,13 +260,18 @@ impl Commerce {
             _ => return Err(CommerceError::Invalid("password is required".into())),
         };
         let refused = || CommerceError::Unauthenticated("Invalid email or password".into());
+        if password.chars().count() > MAX_PASSWORD_CHARS {
+            return Err(refused());
+        }
         let user = match self.user_by_email(ctx, &email).await? {
             Some(user) => user,
-            None => return Err(refused()),
+            None => {
+                // As slow as a wrong password, so the answer's time does not tell which emails have accounts.
+                verify_password(password, unknown_user_hash().await?).await?;
+                return Err(refused());
+            }
         };
-        if password.chars().count() > MAX_PASSWORD_CHARS
-            || !verify_password(password, user.password_hash.clone()).await?
-        {
+        if !verify_password(password, user.password_hash.clone()).await? {
             return Err(refused());
         }
         let tokens = self.issue_tokens(ctx, &key, &user).await?;
@@ -511,6 +516,13 @@ async fn hash_password(password: String) -> Result<String, CommerceError> {
     })
     .await
     .map_err(|e| CommerceError::Internal(format!("password hashing task: {e}")))?
+}
+
+/// The hash a login for an unknown email is checked against: one made at first use, of a random password.
+async fn unknown_user_hash() -> Result<String, CommerceError> {
+    static HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+    HASH.get_or_try_init(|| hash_password(secret)).await.cloned()
 }
 
 /// Whether `password` matches the stored PHC string.

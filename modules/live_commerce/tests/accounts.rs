@@ -146,6 +146,30 @@ async fn register_login_current_user_and_refusals() {
 }
 
 #[tokio::test]
+async fn concurrent_registrations_get_distinct_ids_and_one_email_one_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start(dir.path()).await;
+    let addr = server.http_addr;
+    let same = (0..4).map(|i| {
+        let body = json!({"name": format!("Twin {i}"), "email": "twin@example.com", "password": "password1"});
+        async move { anon(addr, "POST", "/api/auth/register", body).await.status }
+    });
+    let mut statuses = futures_util::future::join_all(same).await;
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409, 409, 409]);
+    let distinct = (0..4).map(|i| {
+        let body = json!({"name": "N", "email": format!("n{i}@example.com"), "password": "password1"});
+        async move { anon(addr, "POST", "/api/auth/register", body).await.body["data"]["user"]["id"].as_u64().unwrap() }
+    });
+    let mut ids = futures_util::future::join_all(distinct).await;
+    ids.sort_unstable();
+    assert_eq!(ids, [2, 3, 4, 5]);
+    let listed = http(addr, "GET", "/api/users", None, None).await;
+    assert_eq!(listed.body["count"], json!(5));
+    stop(server).await;
+}
+
+#[tokio::test]
 async fn a_login_token_opens_the_realtime_connection() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _clock) = start(dir.path()).await;
@@ -192,6 +216,16 @@ async fn refresh_tokens_rotate_and_logout_revokes_them() {
     assert_ne!(next, refresh);
     let me = http(addr, "GET", "/api/auth/currentUser", Some(&access), None).await;
     assert_eq!(me.body["data"]["email"], json!("john@example.com"));
+
+    // Two uses of one token at once: one wins.
+    let racing = (0..2).map(|_| {
+        let body = json!({"refreshToken": next});
+        async move { anon(addr, "POST", "/api/auth/refresh-token", body).await }
+    });
+    let mut answers = futures_util::future::join_all(racing).await;
+    answers.sort_by_key(|a| a.status);
+    assert_eq!((answers[0].status, answers[1].status), (200, 401));
+    let next = answers[0].body["data"]["refreshToken"].as_str().unwrap().to_owned();
 
     // Rotation: the used token is spent.
     let reused = anon(addr, "POST", "/api/auth/refresh-token", json!({"refreshToken": refresh})).await;
