@@ -25,7 +25,12 @@ pub struct Broker {
     pub quic: SocketAddr,
     pub fingerprint: String,
     pub data_dir: tempfile::TempDir,
+    /// The lines `chorus` printed after its `chorus listening` line (the first [`STDOUT_LINES_KEPT`]).
+    pub stdout: tokio::sync::mpsc::Receiver<String>,
 }
+
+/// Lines of a broker's stdout kept after the first for tests to read; later ones are dropped.
+pub const STDOUT_LINES_KEPT: usize = 64;
 
 impl Broker {
     /// Starts `chorus` on loopback port 0 with the test secret, a fresh data dir, and `extra` flags.
@@ -46,11 +51,25 @@ impl Broker {
 
     /// As [`Broker::start_at`] with the environment variables `env` set for the process.
     pub async fn start_env(data_dir: tempfile::TempDir, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut args = vec!["--listen", listen, "--quic-listen", "127.0.0.1:0", "--jwt-secret", SECRET];
+        args.extend_from_slice(extra);
+        Self::launch(data_dir, &args, env).await
+    }
+
+    /// Starts `chorus` on loopback port 0 with a fresh data dir and no JWT secret, and `extra` flags.
+    pub async fn start_without_secret(extra: &[&str]) -> Self {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Self::launch(tempfile::tempdir().expect("temp dir"), &args, &[]).await
+    }
+
+    /// Starts `chorus` with exactly `args` (plus `--data-dir`) and the environment variables `env`, and
+    /// reads its ports from the first line.
+    async fn launch(data_dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
-        cmd.args(["--listen", listen, "--quic-listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+        cmd.args(args)
             .arg("--data-dir")
             .arg(data_dir.path())
-            .args(extra)
             .env("CHORUS_LOG", std::env::var("CHORUS_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -73,8 +92,13 @@ impl Broker {
         let http = field("http").parse().expect("http addr");
         let quic = field("quic").parse().expect("quic addr");
         let fingerprint = field("quic_fingerprint");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, http, quic, fingerprint, data_dir }
+        let (tx, stdout) = tokio::sync::mpsc::channel(STDOUT_LINES_KEPT);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.try_send(line);
+            }
+        });
+        Self { child, http, quic, fingerprint, data_dir, stdout }
     }
 
     /// `ws://.../v1/ws` with an optional query string.

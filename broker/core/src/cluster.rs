@@ -24,6 +24,11 @@
 //! - **Presence.** Each node keeps, in the topic's presence hash, one field per present user (its local
 //!   connection count and display name), and a liveness key refreshed every heartbeat. Reads merge the
 //!   fields of live nodes: a node that dies stops counting within [`node_ttl`] of its last heartbeat.
+//! - **Rosters.** A module's per-user presence books ([`crate::roster`]) live in one hash per book; a
+//!   node asks the bus only when a user's first connection on it joins or their last leaves, and one
+//!   Lua script decides atomically whether that changed the cluster's view. Each heartbeat also records
+//!   the node in a node set and finds the nodes whose liveness key expired: the next operation on a book
+//!   they had users in removes those users and reports the ones present nowhere else, once.
 //! - **Counters.** [`SharedCounters`](crate::counters::SharedCounters) add locally and flush deltas with
 //!   `INCRBY` in one pipeline per flush interval; reads return the cluster total as of the last flush plus
 //!   the local deltas not yet flushed.
@@ -37,10 +42,10 @@
 //! from the stream; where the stream no longer covers it, its subscribers are closed with 4003
 //! `resync` so they reconnect and learn from `recovered: false` that they lost events.
 
+use crate::metrics::Metrics;
 use crate::metrics::cluster as metrics;
-use crate::node::Node;
 use crate::presence::Member;
-use crate::topics::{Gap, History, Via, new_epoch};
+use crate::topics::{Gap, History, Registry, Via, new_epoch};
 use bytes::Bytes;
 use chorus_protocol::{Codec, Payload};
 use fred::clients::SubscriberClient;
@@ -53,10 +58,11 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// How long a topic waits for a missing event on the channel before fetching it from the stream.
 pub const GAP_WAIT: Duration = Duration::from_millis(100);
@@ -118,6 +124,64 @@ pub struct Missed {
     pub events: Vec<(u64, Payload)>,
 }
 
+/// A roster operation on one book (see [`crate::roster`]), as this node asks the bus for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BookOp {
+    /// The user's first connection on this node joined.
+    Join {
+        /// The user's subject.
+        user: String,
+        /// Their display name.
+        name: String,
+    },
+    /// The user's last connection on this node left.
+    Leave {
+        /// The user's subject.
+        user: String,
+    },
+    /// How many are present (and who left through dead nodes).
+    Count,
+    /// Who is present.
+    Members,
+    /// Sets this node's users of the book to exactly these `(user, name)` pairs (after an outage).
+    Sync(Vec<(String, String)>),
+}
+
+/// A present user of a book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookMember {
+    /// The user's subject.
+    pub user: String,
+    /// The display name given at their first join.
+    pub name: String,
+}
+
+/// What the bus answered to a [`BookOp`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BookReply {
+    /// A join made the user present in the cluster, or a leave made them absent.
+    pub changed: bool,
+    /// Users present in the book on every node.
+    pub present: usize,
+    /// Counts the book's changes; orders `present` figures published by different nodes.
+    pub version: u64,
+    /// Users who were present only through nodes found dead while running the operation.
+    pub departed: Vec<BookMember>,
+    /// Who is present, for [`BookOp::Members`].
+    pub members: Vec<BookMember>,
+}
+
+/// The parts of a node the bus works on: it delivers into the registry, never sees the node itself.
+#[derive(Clone)]
+pub struct Attachment {
+    /// Where events from the bus are applied.
+    pub registry: Arc<Registry>,
+    /// Delivery metrics.
+    pub metrics: Metrics,
+    /// Cancelled when the node shuts down; the bus's work ends then.
+    pub shutdown: CancellationToken,
+}
+
 /// The bus that connects a cluster's nodes. The single-node broker has none.
 pub trait Cluster: Send + Sync + 'static {
     /// This node's id on the bus.
@@ -162,9 +226,16 @@ pub trait Cluster: Send + Sync + 'static {
     /// Adds counter deltas to the cluster totals (deltas may be 0 to read) and returns the totals.
     fn add_counters(&self, deltas: Vec<(String, i64)>) -> BoxFuture<'_, Result<Vec<i64>, ClusterError>>;
 
+    /// Runs a roster operation on `book`, atomically for the whole cluster; first removes from the book
+    /// the users of nodes found dead (reported in [`BookReply::departed`], to exactly one caller).
+    fn book<'a>(&'a self, book: &'a str, op: BookOp) -> BoxFuture<'a, Result<BookReply, ClusterError>>;
+
+    /// Grows each time a heartbeat finds a node dead, so the roster knows to look for departures.
+    fn deaths(&self) -> u64;
+
     /// Runs the bus's background work (channel listener, heartbeat, gap filling, outbox) until the node
     /// shuts down.
-    fn run(self: Arc<Self>, node: Arc<Node>) -> BoxFuture<'static, ()>;
+    fn run(self: Arc<Self>, node: Attachment) -> BoxFuture<'static, ()>;
 }
 
 /// Publishes a sequenced event: `KEYS` = topic hash, stream; `ARGV` = payload (MessagePack), stream
@@ -220,6 +291,110 @@ end
 return out
 "#;
 
+/// A roster operation on one book: `KEYS` = the book's hash; `ARGV` = operation (`join`, `leave`,
+/// `count`, `members`, `sync`), this node, TTL (ms), number of dead nodes, the dead nodes, then the
+/// operation's arguments (`join`: user, name; `leave`: user; `sync`: user, name pairs).
+///
+/// The hash holds `p␟node␟user` (that node has the user), `u␟user` (on how many nodes), `m␟user` (the
+/// name), `count` (users present), `version` (bumped on every change) and `nodes` (the nodes that wrote
+/// to it, newline-separated). A dead node's entries are removed by whichever operation sees it first, so
+/// its users' departures are reported once. Returns `{changed, count, version, n, departed pairs…,
+/// member pairs…}`.
+const LUA_ROSTER: &str = r#"
+local key, op, me = KEYS[1], ARGV[1], ARGV[2]
+local ndead = tonumber(ARGV[4])
+local at = 5 + ndead
+local nodes = {}
+for n in string.gmatch(redis.call('HGET', key, 'nodes') or '', '[^\n]+') do nodes[n] = true end
+local rewrite, bump, changed = false, false, 0
+local departed = {}
+local function drop(user)
+  if redis.call('HINCRBY', key, 'u\31' .. user, -1) <= 0 then
+    local name = redis.call('HGET', key, 'm\31' .. user) or ''
+    redis.call('HDEL', key, 'u\31' .. user, 'm\31' .. user)
+    redis.call('HINCRBY', key, 'count', -1)
+    return name
+  end
+  return nil
+end
+local function add(user, name)
+  if redis.call('HSETNX', key, 'p\31' .. me .. '\31' .. user, 1) == 1 then
+    if redis.call('HINCRBY', key, 'u\31' .. user, 1) == 1 then
+      redis.call('HSET', key, 'm\31' .. user, name)
+      redis.call('HINCRBY', key, 'count', 1)
+      return 1
+    end
+  end
+  return 0
+end
+local function own(node)
+  local prefix = 'p\31' .. node .. '\31'
+  local users = {}
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(f, 1, #prefix) == prefix then table.insert(users, string.sub(f, #prefix + 1)) end
+  end
+  return users
+end
+for i = 5, 4 + ndead do
+  local dead = ARGV[i]
+  if nodes[dead] then
+    nodes[dead] = nil
+    rewrite, bump = true, true
+    for _, user in ipairs(own(dead)) do
+      redis.call('HDEL', key, 'p\31' .. dead .. '\31' .. user)
+      local name = drop(user)
+      if name then
+        table.insert(departed, user)
+        table.insert(departed, name)
+      end
+    end
+  end
+end
+if (op == 'join' or op == 'sync') and not nodes[me] then
+  nodes[me] = true
+  rewrite = true
+end
+if op == 'join' then
+  changed = add(ARGV[at], ARGV[at + 1])
+elseif op == 'leave' then
+  if redis.call('HDEL', key, 'p\31' .. me .. '\31' .. ARGV[at]) == 1 and drop(ARGV[at]) then changed = 1 end
+elseif op == 'sync' then
+  local want = {}
+  for i = at, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
+  for _, user in ipairs(own(me)) do
+    if want[user] then
+      want[user] = nil
+    else
+      redis.call('HDEL', key, 'p\31' .. me .. '\31' .. user)
+      drop(user)
+    end
+  end
+  for user, name in pairs(want) do add(user, name) end
+  bump = true
+end
+if changed == 1 then bump = true end
+if rewrite then
+  local list = {}
+  for n in pairs(nodes) do table.insert(list, n) end
+  redis.call('HSET', key, 'nodes', table.concat(list, '\n'))
+end
+local version = tonumber(redis.call('HGET', key, 'version') or '0')
+if bump then version = redis.call('HINCRBY', key, 'version', 1) end
+redis.call('PEXPIRE', key, ARGV[3])
+local out = {changed, math.max(0, tonumber(redis.call('HGET', key, 'count') or '0')), version, #departed / 2}
+for _, v in ipairs(departed) do table.insert(out, v) end
+if op == 'members' then
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'm\31' then
+      table.insert(out, string.sub(all[i], 3))
+      table.insert(out, all[i + 1])
+    end
+  end
+end
+return out
+"#;
+
 /// A Lua script and the SHA1 Redis knows it by.
 struct Script {
     name: &'static str,
@@ -260,6 +435,16 @@ fn topic_of_channel(channel: &str) -> Option<&str> {
 fn presence_key(topic: &str) -> String {
     format!("chorus:p:{{{topic}}}")
 }
+
+fn roster_key(book: &str) -> String {
+    format!("chorus:r:{{{book}}}")
+}
+
+/// Every node that has been seen on the bus, scored by its last heartbeat (Unix ms, its own clock).
+const NODES_KEY: &str = "chorus:nodes";
+
+/// Nodes whose last heartbeat is older than this are forgotten (no longer named dead to the roster).
+const FORGET_NODES_AFTER: Duration = Duration::from_secs(3_600);
 
 fn node_key(node: &str) -> String {
     format!("chorus:node:{node}")
@@ -350,6 +535,10 @@ pub struct RedisCluster {
     outbox: Mutex<VecDeque<Deferred>>,
     presence: Mutex<PresenceBook>,
     presence_changed: Notify,
+    roster: Script,
+    /// Nodes the last heartbeat found dead.
+    dead: Mutex<Vec<String>>,
+    deaths: AtomicU64,
 }
 
 /// What a cluster node needs to know besides the URL.
@@ -391,6 +580,7 @@ impl RedisCluster {
         subscriber.manage_subscriptions();
         let publish = Script::load(&client, "publish", LUA_PUBLISH).await?;
         let read = Script::load(&client, "read", LUA_READ).await?;
+        let roster = Script::load(&client, "roster", LUA_ROSTER).await?;
         let cluster = Arc::new(Self {
             client,
             subscriber,
@@ -407,6 +597,9 @@ impl RedisCluster {
             outbox: Mutex::default(),
             presence: Mutex::default(),
             presence_changed: Notify::new(),
+            roster,
+            dead: Mutex::default(),
+            deaths: AtomicU64::new(0),
         });
         cluster.beat().await?;
         metrics::up(true);
@@ -417,12 +610,17 @@ impl RedisCluster {
         i64::try_from(self.history.ttl.as_millis()).unwrap_or(i64::MAX).max(1)
     }
 
-    async fn eval(&self, script: &Script, keys: [String; 2], args: Vec<Value>) -> Result<Value, ClusterError> {
+    async fn eval<const N: usize>(
+        &self,
+        script: &Script,
+        keys: [String; N],
+        args: Vec<Value>,
+    ) -> Result<Value, ClusterError> {
         let started = Instant::now();
         let slot = ClusterHash::Custom(fred::util::redis_keyslot(keys[0].as_bytes()));
         let mut argv = Vec::with_capacity(4 + args.len());
         argv.push(Value::from(script.sha.as_str()));
-        argv.push(Value::Integer(2));
+        argv.push(Value::Integer(N as i64));
         argv.extend(keys.into_iter().map(Value::from));
         argv.extend(args);
         let evalsha = CustomCommand::new_static("EVALSHA", slot.clone(), false);
@@ -443,7 +641,38 @@ impl RedisCluster {
         let started = Instant::now();
         let ttl = Expiration::PX(i64::try_from(node_ttl(self.heartbeat).as_millis()).unwrap_or(i64::MAX));
         let _: Value = self.client.set(node_key(&self.node_id), 1, Some(ttl), None, false).await?;
+        self.census().await?;
         metrics::redis_latency("heartbeat", started.elapsed());
+        Ok(())
+    }
+
+    /// Records this node in the node set and finds which of the others are dead (their liveness key
+    /// expired): the roster removes their users from the books it holds.
+    async fn census(&self) -> Result<(), ClusterError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let score = Value::Integer(millis(now));
+        self.command::<i64>("ZADD", NODES_KEY, vec![score, Value::from(self.node_id.as_str())]).await?;
+        let forget = Value::Integer(millis(now.saturating_sub(FORGET_NODES_AFTER)));
+        self.command::<i64>("ZREMRANGEBYSCORE", NODES_KEY, vec![Value::from("-inf"), forget]).await?;
+        let known: Vec<String> = self.command("ZRANGE", NODES_KEY, vec![Value::Integer(0), Value::Integer(-1)]).await?;
+        let others: Vec<String> = known.into_iter().filter(|n| *n != self.node_id).collect();
+        let pipeline = self.client.pipeline();
+        for node in &others {
+            let _: Value = pipeline.exists(node_key(node)).await?;
+        }
+        let alive: Vec<Value> = if others.is_empty() { Vec::new() } else { pipeline.all().await? };
+        let dead: Vec<String> = others
+            .into_iter()
+            .zip(alive)
+            .filter(|(_, alive)| alive.as_i64() == Some(0))
+            .map(|(node, _)| node)
+            .collect();
+        let mut known_dead = self.dead.lock();
+        if dead.iter().any(|n| !known_dead.contains(n)) {
+            self.deaths.fetch_add(1, Ordering::AcqRel);
+        }
+        *known_dead = dead;
         Ok(())
     }
 
@@ -498,7 +727,7 @@ impl RedisCluster {
 
     /// Brings one topic up to date from its stream: the events after `after`, or — when the stream no
     /// longer covers them or the epoch changed — a resync of its subscribers.
-    async fn fill(&self, node: &Node, gap: &Gap) -> Result<(), ClusterError> {
+    async fn fill(&self, node: &Attachment, gap: &Gap) -> Result<(), ClusterError> {
         let missed = self.missed(&gap.topic, Some(gap.after)).await?;
         let covered = missed.events.first().map_or(missed.head.seq <= gap.after, |(seq, _)| *seq == gap.after + 1);
         if missed.head.epoch == *gap.epoch && covered {
@@ -524,7 +753,7 @@ impl RedisCluster {
     }
 
     /// Fills the gaps that waited long enough, or with `all`, checks every topic.
-    async fn fill_gaps(&self, node: &Node, all: bool) -> bool {
+    async fn fill_gaps(&self, node: &Attachment, all: bool) -> bool {
         for gap in node.registry.gaps(Instant::now(), GAP_WAIT, all) {
             if let Err(e) = self.fill(node, &gap).await {
                 tracing::warn!(topic = %gap.topic, error = %e, "cannot fill a gap yet");
@@ -535,7 +764,7 @@ impl RedisCluster {
     }
 
     /// Sends the publishes kept during an outage, in order; returns false if Redis failed again.
-    async fn drain_outbox(&self, node: &Node) -> bool {
+    async fn drain_outbox(&self, node: &Attachment) -> bool {
         loop {
             let next = {
                 let outbox = self.outbox.lock();
@@ -614,7 +843,7 @@ impl RedisCluster {
 
     /// Writes the pending presence changes, one `HSET` and one `HDEL` per topic, whenever there are
     /// some. A failed batch goes back (behind newer changes) and is retried when Redis is back.
-    async fn write_presence(self: Arc<Self>, node: Arc<Node>) {
+    async fn write_presence(self: Arc<Self>, node: Attachment) {
         loop {
             tokio::select! {
                 _ = node.shutdown.cancelled() => return,
@@ -659,7 +888,7 @@ impl RedisCluster {
     }
 
     /// The heartbeat loop: health, liveness, gap filling, recovery after an outage.
-    async fn supervise(self: Arc<Self>, node: Arc<Node>) {
+    async fn supervise(self: Arc<Self>, node: Attachment) {
         let mut tick = tokio::time::interval(GAP_WAIT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_beat = Instant::now();
@@ -697,6 +926,7 @@ impl RedisCluster {
                         let presence = !outage_over
                             || (self.publish.reload(&self.client).await.is_ok()
                                 && self.read.reload(&self.client).await.is_ok()
+                                && self.roster.reload(&self.client).await.is_ok()
                                 && self.rewrite_presence().await.is_ok());
                         self.presence_changed.notify_one();
                         if presence && self.drain_outbox(&node).await && outage_over {
@@ -756,7 +986,7 @@ impl RedisCluster {
     }
 
     /// Delivers channel messages from other nodes.
-    async fn listen(self: Arc<Self>, node: Arc<Node>) {
+    async fn listen(self: Arc<Self>, node: Attachment) {
         let mut messages = self.subscriber.message_rx();
         loop {
             let message = tokio::select! {
@@ -837,6 +1067,60 @@ impl RedisCluster {
             })
             .collect()
     }
+}
+
+impl RedisCluster {
+    async fn run_book(&self, book: &str, op: BookOp) -> Result<BookReply, ClusterError> {
+        let dead = self.dead.lock().clone();
+        let (name, extra) = match op {
+            BookOp::Join { user, name } => ("join", vec![user, name]),
+            BookOp::Leave { user } => ("leave", vec![user]),
+            BookOp::Count => ("count", Vec::new()),
+            BookOp::Members => ("members", Vec::new()),
+            BookOp::Sync(users) => ("sync", users.into_iter().flat_map(|(user, name)| [user, name]).collect()),
+        };
+        let mut args = vec![
+            Value::from(name),
+            Value::from(self.node_id.as_str()),
+            Value::Integer(self.ttl_ms()),
+            Value::Integer(dead.len() as i64),
+        ];
+        args.extend(dead.into_iter().map(Value::from));
+        args.extend(extra.into_iter().map(Value::from));
+        let reply = self.eval(&self.roster, [roster_key(book)], args).await?.into_array();
+        book_reply(&reply)
+    }
+}
+
+/// Reads the roster script's `{changed, count, version, n, departed pairs…, member pairs…}`.
+fn book_reply(reply: &[Value]) -> Result<BookReply, ClusterError> {
+    let number = |i: usize| {
+        reply.get(i).and_then(Value::as_u64).ok_or_else(|| ClusterError::Protocol(format!("roster reply {reply:?}")))
+    };
+    let pairs = |values: &[Value]| -> Result<Vec<BookMember>, ClusterError> {
+        values
+            .chunks(2)
+            .map(|pair| match pair {
+                [user, name] => Ok(BookMember {
+                    user: user.as_string().unwrap_or_default(),
+                    name: name.as_string().unwrap_or_default(),
+                }),
+                _ => Err(ClusterError::Protocol("odd roster reply".into())),
+            })
+            .collect()
+    };
+    let departed = usize::try_from(number(3)?).unwrap_or(usize::MAX);
+    let members_at = 4usize.saturating_add(departed.saturating_mul(2));
+    if members_at > reply.len() {
+        return Err(ClusterError::Protocol("short roster reply".into()));
+    }
+    Ok(BookReply {
+        changed: number(0)? == 1,
+        present: usize::try_from(number(1)?).unwrap_or(usize::MAX),
+        version: number(2)?,
+        departed: pairs(&reply[4..members_at])?,
+        members: pairs(&reply[members_at..])?,
+    })
 }
 
 fn head_of(reply: &[Value]) -> Result<Head, ClusterError> {
@@ -1012,11 +1296,18 @@ impl Cluster for RedisCluster {
         Box::pin(self.flush_counters(deltas))
     }
 
-    fn run(self: Arc<Self>, node: Arc<Node>) -> BoxFuture<'static, ()> {
+    fn book<'a>(&'a self, book: &'a str, op: BookOp) -> BoxFuture<'a, Result<BookReply, ClusterError>> {
+        Box::pin(self.run_book(book, op))
+    }
+
+    fn deaths(&self) -> u64 {
+        self.deaths.load(Ordering::Acquire)
+    }
+
+    fn run(self: Arc<Self>, node: Attachment) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             tokio::spawn(self.clone().write_presence(node.clone()));
             tokio::spawn(self.clone().listen(node.clone()));
-            tokio::spawn(crate::counters::flush_shared(node.clone(), self.clone() as Arc<dyn Cluster>));
             self.clone().supervise(node).await;
             let _ = self.client.del::<i64, _>(node_key(&self.node_id)).await;
             let _ = self.subscriber.quit().await;

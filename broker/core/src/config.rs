@@ -35,7 +35,7 @@ pub struct Config {
     #[arg(long, env = "CHORUS_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// TCP address for HTTP and WebSocket (`/v1/ws`, `/metrics`, `/health`, `/ready`).
+    /// TCP address for HTTP and WebSocket (landing page `/`, `/v1/ws`, `/metrics`, `/health`, `/ready`).
     #[arg(long, env = "CHORUS_LISTEN", default_value = "0.0.0.0:7400")]
     pub listen: SocketAddr,
 
@@ -151,6 +151,16 @@ pub struct Config {
     /// Socket.IO gateway settings.
     #[command(flatten)]
     pub socketio: crate::socketio::SocketIoConfig,
+
+    /// Local development mode, never for production: an HS256 secret is generated (and printed) when none
+    /// is configured, guests may publish, and the demo pages may mint short-lived tokens (`POST
+    /// /demo/token`) and create demo events and sessions by themselves.
+    #[arg(long, env = "CHORUS_DEV")]
+    pub dev: bool,
+
+    /// Whether `jwt_secret` was generated at start by `--dev` (so the node prints it once).
+    #[arg(skip)]
+    pub generated_jwt_secret: bool,
 }
 
 impl Config {
@@ -198,10 +208,26 @@ impl Config {
             }
         }
         let matches: ArgMatches = cmd.try_get_matches_from(args).unwrap_or_else(|e| e.exit());
-        let config = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let mut config = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         let flags = A::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         config.check()?;
+        if config.dev {
+            config.apply_dev()?;
+        }
         Ok((config, flags))
+    }
+
+    /// What `--dev` turns on: a generated HS256 secret when none is configured, guest publishes.
+    fn apply_dev(&mut self) -> anyhow::Result<()> {
+        if self.jwt_public_key.is_some() {
+            bail!("--dev signs demo tokens with an HS256 secret; it cannot be combined with --jwt-public-key");
+        }
+        if self.jwt_secret.is_none() {
+            self.jwt_secret = Some(hex::encode(rand::random::<[u8; 32]>()));
+            self.generated_jwt_secret = true;
+        }
+        self.guest_publish = true;
+        Ok(())
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -273,6 +299,21 @@ mod tests {
         assert_eq!(c.quic_listen, "0.0.0.0:7401".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("./chorus-data"));
         assert!(c.guest_publish);
+        assert!(!c.dev);
+    }
+
+    #[test]
+    fn dev_mode_generates_a_secret_only_when_none_is_set() {
+        let c = Config::load_from(["chorus", "--dev", "--guest-publish", "false"]).unwrap();
+        assert!(c.dev && c.generated_jwt_secret && c.guest_publish);
+        assert_eq!(c.jwt_secret.as_deref().map(str::len), Some(64));
+        let other = Config::load_from(["chorus", "--dev"]).unwrap();
+        assert_ne!(c.jwt_secret, other.jwt_secret, "each start generates its own secret");
+        let kept = Config::load_from(["chorus", "--dev", "--jwt-secret", "mine"]).unwrap();
+        assert_eq!((kept.jwt_secret.as_deref(), kept.generated_jwt_secret), (Some("mine"), false));
+        let err =
+            Config::load_from(["chorus", "--dev", "--jwt-alg", "EdDSA", "--jwt-public-key", "k.pem"]).unwrap_err();
+        assert!(err.to_string().contains("--dev"), "{err}");
     }
 
     /// A binary's own flag, as `chorus` adds its modules' settings.

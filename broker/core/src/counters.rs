@@ -5,7 +5,6 @@
 //! periodically, and reads return the cluster total as of the last flush plus what is not flushed yet.
 
 use crate::cluster::Cluster;
-use crate::node::Node;
 use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -190,17 +189,22 @@ impl SharedCounters {
     }
 }
 
-/// Flushes the node's shared counters every `counter_flush_ms` until it shuts down.
-pub(crate) async fn flush_shared(node: Arc<Node>, cluster: Arc<dyn Cluster>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(node.config.counter_flush_ms.max(1)));
+/// Flushes `counters` to the cluster every `every` until `shutdown`, and once more then.
+pub(crate) async fn flush_shared(
+    counters: Arc<SharedCounters>,
+    every: Duration,
+    cluster: Arc<dyn Cluster>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = node.shutdown.cancelled() => break,
-            _ = tick.tick() => node.shared_counters.flush(cluster.as_ref()).await,
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => counters.flush(cluster.as_ref()).await,
         }
     }
-    node.shared_counters.flush(cluster.as_ref()).await;
+    counters.flush(cluster.as_ref()).await;
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
-//! The HTTP side of the TCP port: the native WebSocket endpoint `/v1/ws`, `/metrics`, `/health`,
-//! `/ready`, and the modules' REST routes. `/ws` is reserved for compat dialects; the Socket.IO gateway
+//! The HTTP side of the TCP port: the landing page `/` ([`crate::landing`]), the native WebSocket
+//! endpoint `/v1/ws`, `/metrics`, `/health`, `/ready`, the demo pages' shared routes ([`crate::demo`]),
+//! and the modules' REST routes. `/ws` is reserved for compat dialects; the Socket.IO gateway
 //! ([`crate::socketio`]) adds its own routes at `--socketio-path`.
 
 use crate::conn::{Accepted, serve};
+use crate::demo;
+use crate::landing::{self, Landing, Listeners};
 use crate::node::Node;
 use crate::ws;
 use axum::Router;
@@ -24,14 +27,23 @@ struct App {
 }
 
 /// Builds the router: built-in routes plus each module's routes.
-pub fn router(node: Arc<Node>, prometheus: PrometheusHandle, module_routes: Vec<Router>) -> Router {
+pub fn router(
+    node: Arc<Node>,
+    prometheus: PrometheusHandle,
+    listeners: Listeners,
+    module_routes: Vec<Router>,
+) -> Router {
+    let landing = Landing { node: node.clone(), listeners: Arc::new(listeners) };
+    let demo = demo::routes(node.clone());
     let app = App { node, prometheus };
     let mut router = Router::new()
         .route("/v1/ws", get(native_ws))
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
-        .with_state(app);
+        .with_state(app)
+        .route("/", get(landing::page).with_state(landing))
+        .merge(demo);
     for routes in module_routes {
         router = router.merge(routes);
     }

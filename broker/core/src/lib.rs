@@ -10,13 +10,15 @@
 //! Layout:
 //! - [`config`]: the one config struct (CLI flags, `CHORUS_*` env, TOML file).
 //! - [`server`]: binds listeners, wires shared state, graceful shutdown.
-//! - [`http`]: `/v1/ws` upgrade, `/metrics`, `/health`, `/ready`, module REST routes.
+//! - [`http`]: `/v1/ws` upgrade, `/metrics`, `/health`, `/ready`, module REST routes; [`landing`]: the
+//!   page at `/`; [`demo`]: what the modules' demo pages share, and `--dev`'s token minting.
 //! - [`ws`], [`quic`], [`tls`]: transports and the QUIC certificate.
 //! - [`dialect`]: hosts compat dialects (an existing app's JSON WebSocket API) over topics and modules.
 //! - [`socketio`]: the Socket.IO v4 gateway (Engine.IO polling + WebSocket) over the same topics and modules.
 //! - [`conn`]: one task per connection; [`queue`]: its outbound queue and writer.
 //! - [`auth`]: JWT verification and [`auth::Identity`].
-//! - [`topics`]: sharded registry and fan-out; [`counters`]: striped counters; [`presence`]: who is where.
+//! - [`topics`]: sharded registry and fan-out; [`counters`]: striped counters; [`presence`]: who is where;
+//!   [`roster`]: who is in a module's books, per user, cluster-wide.
 //! - [`node`]: the state one broker node shares between its tasks; [`rate`]: token buckets.
 //! - [`cluster`]: cluster mode — several nodes share topics, presence, counters and history via Redis.
 //! - [`module`]: the module API ([`module::Module`], [`module::Context`]) and the host that routes to it.
@@ -28,8 +30,10 @@ pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod counters;
+pub mod demo;
 pub mod dialect;
 pub mod http;
+pub mod landing;
 pub mod metrics;
 pub mod module;
 pub mod node;
@@ -37,6 +41,7 @@ pub mod presence;
 pub mod queue;
 pub mod quic;
 pub mod rate;
+pub mod roster;
 pub mod server;
 pub mod socketio;
 pub mod tls;

@@ -6,6 +6,7 @@ use crate::auth::{AuthError, Identity};
 use crate::counters::{Counters, SharedCounters};
 use crate::node::Node;
 use crate::presence::Presence;
+use crate::roster::{Departure, Roster};
 use async_trait::async_trait;
 use chorus_protocol::{ErrorCode, Payload};
 use chorus_store::{Clock, Store, StoreError};
@@ -68,6 +69,17 @@ impl From<StoreError> for ModuleError {
     }
 }
 
+/// How a module presents itself on the broker's landing page (`GET /`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// A human title, e.g. "Event booking".
+    pub title: &'static str,
+    /// The module's README, as a path in the repository (e.g. `modules/event_booking/README.md`).
+    pub readme: &'static str,
+    /// The path of the module's demo page on the broker's port, if it has one.
+    pub demo: Option<&'static str>,
+}
+
 /// A domain module. Every method has a default so a module implements only what it uses.
 #[async_trait]
 pub trait Module: Send + Sync + 'static {
@@ -125,8 +137,18 @@ pub trait Module: Send + Sync + 'static {
     /// A connection that had called into or subscribed to this module closed.
     async fn on_disconnect(&self, _ctx: &Context, _caller: &Caller) {}
 
+    /// Users present in one of the module's roster books (see [`Context::roster`]) only through a node
+    /// that died are gone: announce it as for a leave. Called on one node of the cluster, once per
+    /// departure.
+    async fn on_departed(&self, _ctx: &Context, _departure: Departure) {}
+
     /// HTTP routes the module serves on the broker's port (REST APIs).
     fn routes(&self, _ctx: &Context) -> Option<axum::Router> {
+        None
+    }
+
+    /// What the landing page shows about the module. The default: its name only.
+    fn info(&self) -> Option<ModuleInfo> {
         None
     }
 }
@@ -234,6 +256,12 @@ impl Context {
     /// Presence per topic.
     pub fn presence(&self) -> &Presence {
         &self.node.presence
+    }
+
+    /// Who is in the module's books, per user and cluster-wide; name a book by one of the module's
+    /// topics.
+    pub fn roster(&self) -> &Roster {
+        &self.node.roster
     }
 
     /// Persistent storage.

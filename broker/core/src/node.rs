@@ -7,6 +7,7 @@ use crate::counters::{Counters, SharedCounters};
 use crate::metrics::Metrics;
 use crate::module::ModuleHost;
 use crate::presence::Presence;
+use crate::roster::Roster;
 use crate::topics::{History, Registry, Via};
 use chorus_protocol::{ErrorCode, Limits, Payload};
 use chorus_store::{Clock, Store};
@@ -26,15 +27,17 @@ pub struct Node {
     /// Token verification.
     pub verifier: Verifier,
     /// Topic subscriptions and fan-out.
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     /// Named striped counters (this node's).
     pub counters: Arc<Counters>,
     /// Counters every node of a cluster adds to.
-    pub shared_counters: SharedCounters,
+    pub shared_counters: Arc<SharedCounters>,
     /// The bus to the other nodes of the cluster; `None` on a single node.
     pub cluster: Option<Arc<dyn Cluster>>,
     /// Presence per topic.
     pub presence: Presence,
+    /// Who is in the modules' books, per user, cluster-wide.
+    pub roster: Arc<Roster>,
     /// The domain modules.
     pub modules: ModuleHost,
     /// Persistent storage.
@@ -85,7 +88,7 @@ impl Node {
         cluster: Option<Arc<dyn Cluster>>,
     ) -> Self {
         let history = Self::history(&config);
-        let registry = if cluster.is_some() { Registry::clustered(history) } else { Registry::new(history) };
+        let registry = Arc::new(if cluster.is_some() { Registry::clustered(history) } else { Registry::new(history) });
         // Connection ids name guests (`guest-<id>`); in a cluster they must not repeat across nodes.
         let first_conn_id = if cluster.is_some() { (u64::from(rand::random::<u32>()) << 24) | 1 } else { 1 };
         Self {
@@ -93,7 +96,8 @@ impl Node {
             verifier,
             registry,
             counters: Arc::default(),
-            shared_counters: SharedCounters::default(),
+            shared_counters: Arc::default(),
+            roster: Arc::new(Roster::new(cluster.clone())),
             cluster,
             presence: Presence::default(),
             modules,

@@ -2,12 +2,13 @@
 //! shutdown stop accepting, tell every client to reconnect elsewhere (close 1001), drain, exit.
 
 use crate::auth::Verifier;
-use crate::cluster::{Cluster, ClusterOptions, RedisCluster};
+use crate::cluster::{Attachment, Cluster, ClusterOptions, RedisCluster};
 use crate::config::Config;
+use crate::landing::Listeners;
 use crate::module::{Context, Module, ModuleHost};
 use crate::node::Node;
 use crate::socketio::Namespace;
-use crate::{http, metrics, quic, socketio, tls};
+use crate::{counters, http, metrics, quic, socketio, tls};
 use anyhow::Context as _;
 use axum::serve::ListenerExt;
 use chorus_store::{Backend, Clock, SystemClock};
@@ -65,6 +66,24 @@ pub async fn start_with_clock(
     start_services(config, modules.into(), clock).await
 }
 
+/// Cluster mode: the roster's sweep, and its departures handed to the module owning each book. Both
+/// tasks end with the node (the sweep on shutdown, the dispatcher when the sweep drops its sender).
+fn spawn_roster(ctx: &Context, node: &Arc<Node>) {
+    let (departures, mut gone) = tokio::sync::mpsc::unbounded_channel();
+    let refresh = Node::history(&node.config).ttl / 3;
+    tokio::spawn(node.roster.clone().run(refresh, departures, node.shutdown.clone()));
+    let ctx = ctx.clone();
+    let node = node.clone();
+    tokio::spawn(async move {
+        while let Some(departure) = gone.recv().await {
+            match node.modules.owner(&departure.book) {
+                Some(module) => module.on_departed(&ctx, departure).await,
+                None => tracing::debug!(book = %departure.book, "departure in a book no module owns"),
+            }
+        }
+    });
+}
+
 /// Starts a node serving `services` with the given wall clock.
 pub async fn start_services(config: Config, services: Services, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
     let Services { modules, socketio: namespaces } = services;
@@ -103,9 +122,17 @@ pub async fn start_services(config: Config, services: Services, clock: Arc<dyn C
     let config = Arc::new(config);
     let node = Arc::new(Node::new(config.clone(), verifier, host, store, clock, cluster.clone()));
     if let Some(cluster) = cluster {
-        tokio::spawn(cluster.run(node.clone()));
+        let attachment = Attachment {
+            registry: node.registry.clone(),
+            metrics: node.metrics.clone(),
+            shutdown: node.shutdown.clone(),
+        };
+        tokio::spawn(cluster.clone().run(attachment));
+        let every = Duration::from_millis(config.counter_flush_ms);
+        tokio::spawn(counters::flush_shared(node.shared_counters.clone(), every, cluster, node.shutdown.clone()));
     }
     let ctx = Context::new(node.clone());
+    spawn_roster(&ctx, &node);
     let mut routes = Vec::new();
     for module in node.modules.all() {
         module.start(&ctx).await.with_context(|| format!("starting module {}", module.name()))?;
@@ -123,15 +150,6 @@ pub async fn start_services(config: Config, services: Services, clock: Arc<dyn C
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let app = http::router(node.clone(), prometheus.clone(), routes);
-    let stop = node.shutdown.clone();
-    let http = tokio::spawn(async move {
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(stop.cancelled_owned()).await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
-
     let (endpoint, quic_addr, quic_fingerprint) = if config.disable_quic {
         (None, None, None)
     } else {
@@ -142,6 +160,15 @@ pub async fn start_services(config: Config, services: Services, clock: Arc<dyn C
         tokio::spawn(quic::accept_loop(node.clone(), endpoint.clone()));
         (Some(endpoint), Some(addr), Some(cert.fingerprint))
     };
+    let listeners = Listeners { http: http_addr, quic: quic_addr, quic_fingerprint: quic_fingerprint.clone() };
+    let app = http::router(node.clone(), prometheus.clone(), listeners, routes);
+    let stop = node.shutdown.clone();
+    let http = tokio::spawn(async move {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
 
     let stop = node.shutdown.clone();
     let sweeper = node.clone();
@@ -208,6 +235,9 @@ pub async fn run(config: Config, services: Services) -> anyhow::Result<()> {
     let quic = server.quic_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
     let fingerprint = server.quic_fingerprint.clone().unwrap_or_else(|| "none".to_owned());
     println!("chorus listening http={} quic={quic} quic_fingerprint={fingerprint}", server.http_addr);
+    if server.node.config.dev {
+        print_dev_banner(&server);
+    }
     let node = server.node.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -215,6 +245,19 @@ pub async fn run(config: Config, services: Services) -> anyhow::Result<()> {
         node.shutdown.cancel();
     });
     server.stopped().await
+}
+
+/// Dev mode's one-time notice on stdout (after the `chorus listening` line scripts read): the landing page,
+/// and the generated secret with a command that mints a token for it.
+fn print_dev_banner(server: &Server) {
+    let port = server.http_addr.port();
+    println!("dev mode: NOT for production. Landing page and demos: http://127.0.0.1:{port}/");
+    if let (true, Some(secret)) = (server.node.config.generated_jwt_secret, &server.node.config.jwt_secret) {
+        println!("dev mode: generated JWT secret (HS256, this run only): {secret}");
+        println!(
+            "dev mode: mint a token: cargo run -q -p chorus-client --example chorus-cli -- mint --secret {secret} --sub alice --name Alice"
+        );
+    }
 }
 
 async fn wait_for_signal() {

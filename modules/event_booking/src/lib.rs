@@ -36,7 +36,7 @@ mod tables;
 mod testing;
 
 use async_trait::async_trait;
-use chorus_core::module::{Caller, Context, Module, ModuleError};
+use chorus_core::module::{Caller, Context, Module, ModuleError, ModuleInfo};
 use chorus_core::protocol::{ErrorCode, Payload};
 use service::Bookings;
 use std::sync::{Arc, OnceLock};
@@ -126,5 +126,13 @@ impl Module for EventBooking {
         let bookings = self.init(ctx).clone();
         let dialect = chorus_core::dialect::routes(ctx, Arc::new(seed_ws::SeedDialect));
         Some(rest::routes(ctx, bookings).merge(demo::routes()).merge(dialect))
+    }
+
+    fn info(&self) -> Option<ModuleInfo> {
+        Some(ModuleInfo {
+            title: "Event booking (seed 004)",
+            readme: "modules/event_booking/README.md",
+            demo: Some(demo::PATH),
+        })
     }
 }

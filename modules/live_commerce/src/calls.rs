@@ -58,7 +58,7 @@ pub async fn dispatch(
                 Some(Value::String(id)) => id.clone(),
                 _ => return Err(CommerceError::Invalid("messageId is required".into()).into()),
             };
-            commerce.delete_message(ctx, caller, &session_id, &message_id).await?
+            commerce.delete_message(ctx, &caller.identity, &session_id, &message_id).await?
         }
         other => return Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no method commerce.{other}"))),
     };

@@ -106,7 +106,7 @@ impl Commerce {
         if let Some(live) = self.live.get(id)
             && live.status() == Status::Live
         {
-            let viewers = live.viewers.lock().count() as u64;
+            let viewers = live.viewer_count();
             return Ok(ConversionReport::Live { viewers, stats: live.clicks.stats(&live.product_order(), viewers) });
         }
         let session = self.session(ctx, id).await?;

@@ -46,6 +46,17 @@ pub struct Envelope<'a, T: Serialize> {
     pub data: T,
 }
 
+/// Publishes the session's viewer count at the roster's `version`: in a cluster, a count older than one
+/// another node published already is dropped, so viewers never see the count go back.
+pub fn publish_viewer_count(ctx: &Context, session_id: &str, count: usize, version: u64) {
+    match chorus_core::protocol::Payload::from_value(&Envelope { event: VIEWER_COUNT, data: count }) {
+        Ok(payload) => {
+            ctx.publish_versioned(&topic(session_id), VIEWER_COUNT, version, &payload);
+        }
+        Err(e) => tracing::error!(session = session_id, error = %e, "viewer count not published"),
+    }
+}
+
 /// Publishes `event` with `data` on the session's topic. A payload that cannot be encoded is a bug; it
 /// is logged, not sent.
 pub fn publish<T: Serialize>(ctx: &Context, session_id: &str, event: &str, data: T) {

@@ -20,8 +20,8 @@
 //!   the counters; `ticker`: the 4-second click broadcast; `rate`: per-connection rate limits;
 //! - `access`: who may do what; `requests`: reading input; `model`: records and views; `tables`: the
 //!   storage layout; `events`: the topic and event names; `ids`: ids (timestamps: `chorus_core::dialect::iso8601`);
-//! - `rest`, `calls`, `socketio`, `envelope`, `error`: the adapters and their answers; `settings`: the
-//!   limits;
+//! - `rest`, `calls`, `socketio`, `envelope`, `error`: the adapters and their answers; `demo`: the demo
+//!   page `/demo/live`; `settings`: the limits;
 //! - `accounts` (users, passwords, tokens) and `account_rest`; `agora` (RTC token builder) and
 //!   `agora_rest`.
 #![warn(missing_docs)]
@@ -31,9 +31,11 @@ mod account_rest;
 mod accounts;
 mod agora;
 mod agora_rest;
+mod analytics;
 mod calls;
 mod chat;
 mod clicks;
+mod demo;
 mod engagement;
 mod envelope;
 mod error;
@@ -46,6 +48,7 @@ mod rate;
 mod reactions;
 mod requests;
 mod rest;
+mod search;
 mod service;
 mod sessions;
 mod settings;
@@ -66,8 +69,9 @@ pub use socketio::socketio;
 pub use ticker::CLICK_BROADCAST;
 
 use async_trait::async_trait;
-use chorus_core::module::{Caller, Context, Module, ModuleError};
+use chorus_core::module::{Caller, Context, Module, ModuleError, ModuleInfo};
 use chorus_core::protocol::{ErrorCode, Payload};
+use chorus_core::roster::{Change, Departure};
 use events::Envelope;
 use service::Commerce;
 use std::sync::{Arc, OnceLock};
@@ -157,6 +161,20 @@ impl Module for LiveCommerce {
         calls::dispatch(self.init(), ctx, caller, method, args).await
     }
 
+    /// Viewers of a node that died leave the count.
+    async fn on_departed(&self, ctx: &Context, departure: Departure) {
+        let commerce = self.init();
+        let Some(live) = commerce.live.get(topic_session(&departure.book)) else { return };
+        let change = Change {
+            changed: false,
+            name: String::new(),
+            present: departure.present,
+            version: departure.version,
+            departed: departure.users,
+        };
+        commerce.count_changed(ctx, &live, &change);
+    }
+
     async fn on_unsubscribe(&self, ctx: &Context, caller: &Caller, topic: &str) {
         let commerce = self.init();
         let Some(live) = commerce.live.get(topic_session(topic)) else { return };
@@ -178,6 +196,14 @@ impl Module for LiveCommerce {
     }
 
     fn routes(&self, ctx: &Context) -> Option<axum::Router> {
-        Some(rest::routes(ctx, self.init().clone()))
+        Some(rest::routes(ctx, self.init().clone()).merge(demo::routes()))
+    }
+
+    fn info(&self) -> Option<ModuleInfo> {
+        Some(ModuleInfo {
+            title: "Live commerce (seed 003)",
+            readme: "modules/live_commerce/README.md",
+            demo: Some(demo::PATH),
+        })
     }
 }

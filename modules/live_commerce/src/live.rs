@@ -21,6 +21,7 @@ use chorus_core::store::{MAX_BATCH_OPS, MAX_SCAN_LIMIT, Scan, WriteOp};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -33,8 +34,10 @@ pub struct Live {
     /// Serializes changes of the record (status, showcase): each reads, writes the store, then updates
     /// `record`, and two at once must not interleave.
     pub changes: tokio::sync::Mutex<()>,
-    /// Open views.
+    /// Open views on this node.
     pub viewers: Mutex<Viewers>,
+    /// The viewer count on every node, as last learnt from the roster.
+    pub audience: AtomicU64,
     /// Reaction counts.
     pub reactions: Reactions,
     /// Product clicks.
@@ -76,11 +79,17 @@ impl Live {
             record: RwLock::new(record),
             changes: tokio::sync::Mutex::new(()),
             viewers: Mutex::default(),
+            audience: AtomicU64::new(0),
             reactions: Reactions::new(ctx, id, totals),
             clicks: Clicks::new(ctx, id, clickers, stats),
             ticker: Mutex::default(),
             flushing: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// The viewer count (every node's viewers, as last learnt).
+    pub fn viewer_count(&self) -> u64 {
+        self.audience.load(Ordering::Acquire)
     }
 
     /// The session's status now.
@@ -108,7 +117,7 @@ impl Live {
                 return Err(e);
             }
         }
-        let viewers = self.viewers.lock().count() as u64;
+        let viewers = self.viewer_count();
         if let Some(taken) = self.clicks.take(viewers, ctx.clock().now_ms())
             && let Err(e) = self.write_clicks(ctx, &taken).await
         {

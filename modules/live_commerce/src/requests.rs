@@ -175,6 +175,23 @@ pub fn reaction_type(map: &Map<String, Value>) -> Result<String, CommerceError> 
     }
 }
 
+/// A point in time given as milliseconds since the epoch or as an ISO-8601 / RFC 3339 UTC time (the
+/// `createdAt` the API hands out); `field` names it in the error.
+pub fn instant(text: &str, field: &str) -> Result<u64, CommerceError> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| {
+            CommerceError::Invalid(format!(
+                "{field} must be a time such as 2025-11-14T12:00:00.000Z or milliseconds since 1970"
+            ))
+        })
+}
+
 /// A chat message: trimmed, 1–500 characters.
 pub fn chat_message(map: &Map<String, Value>) -> Result<String, CommerceError> {
     match map.get("message") {

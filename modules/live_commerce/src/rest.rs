@@ -6,15 +6,24 @@
 //! - `PATCH /api/sessions/:id/status`, `POST /api/sessions/:id/start-stream`,
 //!   `POST /api/sessions/:id/end-stream`, `POST /api/sessions/:id/showcase` (owner)
 //! - `GET /api/sessions/:id/reactions`, `GET /api/sessions/:id/conversion-stats`
+//! - `GET /api/sessions/:id/chat?limit&before`, `/chat/count`, `POST /chat` (signed in),
+//!   `DELETE /chat/:messageId` (moderators)
+//! - `GET /api/sessions/:id/analytics` (and `/live`, `/viewers`), `GET /api/analytics/creator/:creatorId`
+//!   (signed in; see `analytics.rs`)
+//! - `GET /api/search`, `/api/search/sessions` (and `/live`, `/upcoming`, `/trending`,
+//!   `/creator/:creatorId`), `/api/search/products` (see `search.rs`)
 //!
 //! Bodies are parsed here (not by an extractor), so malformed JSON gets the envelope and a 400 like every
 //! other input error.
 
+use crate::analytics::{self, format_secs, hour_label, watch_secs};
+use crate::chat;
 use crate::engagement::ConversionReport;
 use crate::envelope::{Reply, respond};
 use crate::error::CommerceError;
-use crate::model::{ProductRecord, SessionRecord, Status};
+use crate::model::{ChatRecord, ProductRecord, Role, SessionRecord, Status, ViewRecord, user_id_value};
 use crate::requests;
+use crate::search::{self, DEFAULT_GLOBAL_LIMIT, DEFAULT_LIMIT, Page, Params, SessionQuery, SessionSort};
 use crate::service::Commerce;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -48,6 +57,20 @@ pub fn routes(ctx: &Context, commerce: Arc<Commerce>) -> Router {
         .route("/api/sessions/{id}/showcase", post(showcase))
         .route("/api/sessions/{id}/reactions", get(reactions))
         .route("/api/sessions/{id}/conversion-stats", get(conversion_stats))
+        .route("/api/sessions/{id}/chat", get(chat_history).post(post_chat))
+        .route("/api/sessions/{id}/chat/count", get(chat_count))
+        .route("/api/sessions/{id}/chat/{message_id}", axum::routing::delete(delete_chat))
+        .route("/api/sessions/{id}/analytics", get(session_analytics))
+        .route("/api/sessions/{id}/analytics/live", get(live_viewers))
+        .route("/api/sessions/{id}/analytics/viewers", get(viewer_history))
+        .route("/api/analytics/creator/{creator_id}", get(creator_analytics))
+        .route("/api/search", get(search_all))
+        .route("/api/search/sessions", get(search_sessions))
+        .route("/api/search/sessions/live", get(live_sessions))
+        .route("/api/search/sessions/upcoming", get(upcoming_sessions))
+        .route("/api/search/sessions/trending", get(trending_sessions))
+        .route("/api/search/sessions/creator/{creator_id}", get(creator_sessions))
+        .route("/api/search/products", get(search_products))
         .with_state(Rest { commerce: commerce.clone(), ctx: ctx.clone() })
         .merge(crate::account_rest::routes(ctx, commerce.clone()))
         .merge(crate::agora_rest::routes(ctx, commerce))
@@ -254,6 +277,385 @@ async fn conversion_stats(State(rest): State<Rest>, Path(id): Path<String>) -> R
                 }
             };
             Ok(Reply::fields(json!({ "sessionId": id, "sessionStatus": status.as_str(), "data": data })))
+        }
+        .await,
+    )
+}
+
+/// The chat message's history view: the realtime payload plus `user { id, name }`.
+fn history_view(message: &ChatRecord) -> Value {
+    let mut view = message.view();
+    view["user"] = json!({ "id": view["userId"], "name": message.user_name });
+    view
+}
+
+/// `GET /api/sessions/:id/chat?limit=50&before=…`: the last `limit` messages (1–200) sent before
+/// `before` (an ISO-8601 time or milliseconds since the epoch), oldest first, with their `count`.
+async fn chat_history(State(rest): State<Rest>, Path(id): Path<String>, query: RawQuery) -> Response<Body> {
+    respond(
+        async {
+            let query = query_map(query)?;
+            let limit = match query.get("limit") {
+                None => chat::DEFAULT_HISTORY,
+                Some(text) => match text.parse::<usize>() {
+                    Ok(n) if (1..=chat::MAX_HISTORY).contains(&n) => n,
+                    _ => {
+                        return Err(CommerceError::Invalid(format!(
+                            "limit must be a whole number from 1 to {}",
+                            chat::MAX_HISTORY
+                        )));
+                    }
+                },
+            };
+            let before = query.get("before").map(|t| requests::instant(t, "before")).transpose()?;
+            let messages = rest.commerce.chat_history(&rest.ctx, &id, limit, before).await?;
+            let count = messages.len();
+            Ok(Reply::data(json!(messages.iter().map(history_view).collect::<Vec<_>>())).with("count", json!(count)))
+        }
+        .await,
+    )
+}
+
+async fn chat_count(State(rest): State<Rest>, Path(id): Path<String>) -> Response<Body> {
+    respond(
+        async {
+            let count = rest.commerce.chat_count(&rest.ctx, &id).await?;
+            Ok(Reply::data(json!({ "sessionId": id, "count": count })))
+        }
+        .await,
+    )
+}
+
+/// `POST /api/sessions/:id/chat` `{ message }` → 201 with the message (also broadcast as `new-message`).
+async fn post_chat(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> Response<Body> {
+    respond(
+        async {
+            let who = rest.identity(&headers)?;
+            let message = requests::chat_message(&requests::json_object(&body_bytes(body)?)?)?;
+            let record = rest.commerce.post_message(&rest.ctx, &who, id, message, None).await?;
+            Ok(Reply::message("Message sent successfully", history_view(&record)).created())
+        }
+        .await,
+    )
+}
+
+async fn delete_chat(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path((id, message_id)): Path<(String, String)>,
+) -> Response<Body> {
+    respond(
+        async {
+            let who = rest.identity(&headers)?;
+            let data = rest.commerce.delete_message(&rest.ctx, &who, &id, &message_id).await?;
+            Ok(Reply::message("Message deleted successfully", data))
+        }
+        .await,
+    )
+}
+
+/// `GET /api/sessions/:id/analytics`: viewers, products, reactions, timeline and retention.
+async fn session_analytics(State(rest): State<Rest>, headers: HeaderMap, Path(id): Path<String>) -> Response<Body> {
+    respond(
+        async {
+            rest.identity(&headers)?;
+            let session = rest.commerce.session(&rest.ctx, &id).await?;
+            let views = rest.commerce.views(&rest.ctx, &id).await?;
+            let now = rest.ctx.clock().now_ms();
+            let stats = analytics::viewer_stats(&views, now);
+            let mut products = Vec::with_capacity(session.products.len());
+            for linked in &session.products {
+                let name = match rest.commerce.product(&rest.ctx, &linked.product_id).await {
+                    Ok(product) => Some(product.name),
+                    Err(CommerceError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                };
+                products.push(json!({
+                    "productId": linked.product_id,
+                    "name": name,
+                    "featured": linked.featured,
+                    "displayOrder": linked.display_order,
+                    "addedAt": iso8601(linked.added_ms),
+                }));
+            }
+            let reactions = rest.commerce.reaction_report(&rest.ctx, &id).await?;
+            let timeline: Vec<Value> = analytics::timeline(&views)
+                .into_iter()
+                .map(|h| json!({ "timestamp": hour_label(h.hour_ms), "joins": h.joins, "leaves": h.leaves }))
+                .collect();
+            let retention = analytics::retention(&views, now);
+            let ranges: Vec<Value> =
+                retention.ranges.iter().map(|(label, count)| json!({ "label": label, "count": count })).collect();
+            Ok(Reply::fields(json!({
+                "sessionId": id,
+                "session": {
+                    "title": session.title,
+                    "status": session.status.as_str(),
+                    "creator": { "id": user_id_value(&session.creator_id) },
+                    "createdAt": iso8601(session.created_ms),
+                    "updatedAt": iso8601(session.updated_ms),
+                },
+                "viewers": {
+                    "unique": stats.unique,
+                    "total": stats.total,
+                    "peak": stats.peak,
+                    "avgWatchTime": stats.avg_watch_secs,
+                    "avgWatchTimeFormatted": format_secs(stats.avg_watch_secs),
+                },
+                "products": {
+                    "total": session.products.len(),
+                    "featured": session.products.iter().filter(|p| p.featured).count(),
+                    "list": products,
+                },
+                "reactions": { "total": reactions.total, "breakdown": reactions.counts },
+                "engagement": {
+                    "viewerTimeline": timeline,
+                    "retention": {
+                        "ranges": ranges,
+                        "median": retention.median,
+                        "medianFormatted": format_secs(retention.median),
+                        "p75": retention.p75,
+                        "p75Formatted": format_secs(retention.p75),
+                        "p90": retention.p90,
+                        "p90Formatted": format_secs(retention.p90),
+                    },
+                },
+            })))
+        }
+        .await,
+    )
+}
+
+/// One view as the viewer lists show it.
+fn view_entry(view: &ViewRecord, now_ms: u64) -> Value {
+    json!({
+        "userId": view.user_id.as_deref().map(user_id_value),
+        "role": view.role,
+        "socketId": view.socket_id,
+        "joinedAt": iso8601(view.joined_ms),
+        "leftAt": view.left_ms.map(iso8601),
+        "watchDuration": watch_secs(view, now_ms),
+    })
+}
+
+/// `GET /api/sessions/:id/analytics/live`: the views open now, subscribers and the creator's apart.
+async fn live_viewers(State(rest): State<Rest>, headers: HeaderMap, Path(id): Path<String>) -> Response<Body> {
+    respond(
+        async {
+            rest.identity(&headers)?;
+            let views = rest.commerce.views(&rest.ctx, &id).await?;
+            let now = rest.ctx.clock().now_ms();
+            let open = |role: Role| -> Vec<Value> {
+                views.iter().filter(|v| v.role == role && v.left_ms.is_none()).map(|v| view_entry(v, now)).collect()
+            };
+            let viewers = open(Role::Subscriber);
+            Ok(Reply::data(json!({
+                "sessionId": id,
+                "count": viewers.len(),
+                "viewers": viewers,
+                "publishers": open(Role::Publisher),
+            })))
+        }
+        .await,
+    )
+}
+
+/// `GET /api/sessions/:id/analytics/viewers?limit&offset`: every view, newest first, paged; the creator's
+/// own views in `publishers`.
+async fn viewer_history(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: RawQuery,
+) -> Response<Body> {
+    respond(
+        async {
+            rest.identity(&headers)?;
+            let query = query_map(query)?;
+            let (limit, offset) = Params(&query).paging(DEFAULT_LIMIT)?;
+            let views = rest.commerce.views(&rest.ctx, &id).await?;
+            let now = rest.ctx.clock().now_ms();
+            let (mut watched, mut published): (Vec<&ViewRecord>, Vec<&ViewRecord>) =
+                views.iter().partition(|v| v.role == Role::Subscriber);
+            watched.reverse();
+            published.reverse();
+            let page = Page::of(watched, limit, offset);
+            Ok(Reply::data(json!({
+                "sessionId": id,
+                "viewers": page.data.iter().map(|v| view_entry(v, now)).collect::<Vec<_>>(),
+                "publishers": published.iter().map(|v| view_entry(v, now)).collect::<Vec<_>>(),
+                "total": page.total,
+                "limit": page.limit,
+                "offset": page.offset,
+                "hasMore": page.has_more,
+            })))
+        }
+        .await,
+    )
+}
+
+/// `GET /api/analytics/creator/:creatorId`: the creator dashboard's figures over all their sessions.
+async fn creator_analytics(
+    State(rest): State<Rest>,
+    headers: HeaderMap,
+    Path(creator_id): Path<String>,
+) -> Response<Body> {
+    respond(
+        async {
+            rest.identity(&headers)?;
+            let report = rest.commerce.creator_report(&rest.ctx, &creator_id).await?;
+            let total: usize = report.by_status.values().sum();
+            let reactions: u64 = report.reactions.values().sum();
+            Ok(Reply::fields(json!({
+                "creatorId": user_id_value(&creator_id),
+                "data": {
+                    "sessions": { "total": total, "byStatus": report.by_status },
+                    "viewers": {
+                        "totalUnique": report.total_unique,
+                        "averagePerSession": report.average_per_session,
+                        "peakConcurrent": report.peak_concurrent,
+                    },
+                    "reactions": { "total": reactions, "breakdown": report.reactions },
+                    "products": {
+                        "totalClicks": report.total_clicks,
+                        "uniqueUsers": report.unique_clickers,
+                        "averageCTR": report.average_ctr,
+                    },
+                },
+            })))
+        }
+        .await,
+    )
+}
+
+type RawQuery = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+fn query_map(query: RawQuery) -> Result<HashMap<String, String>, CommerceError> {
+    query.map(|Query(q)| q).map_err(|e| CommerceError::Invalid(e.body_text()))
+}
+
+/// `{ success, data, total, limit, offset, hasMore }`.
+fn paged<T>(page: Page<T>, view: impl Fn(&T) -> Value) -> Reply {
+    Reply::fields(json!({
+        "data": page.data.iter().map(view).collect::<Vec<_>>(),
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+        "hasMore": page.has_more,
+    }))
+}
+
+/// `GET /api/search?q&limit`: the best-matching sessions and products, with the number of matches of each.
+async fn search_all(State(rest): State<Rest>, query: RawQuery) -> Response<Body> {
+    respond(
+        async {
+            let query = query_map(query)?;
+            let params = Params(&query);
+            let text = params.text()?;
+            if text.is_empty() {
+                return Err(CommerceError::Invalid("q is required".into()));
+            }
+            let (limit, _) = params.paging(DEFAULT_GLOBAL_LIMIT)?;
+            let sessions = SessionQuery {
+                text: text.clone(),
+                status: None,
+                category: None,
+                creator_id: None,
+                sort: SessionSort::Relevance,
+                limit,
+                offset: 0,
+            };
+            let products = search::ProductQuery {
+                text,
+                min_price: None,
+                max_price: None,
+                sort: search::ProductSort::Relevance,
+                limit,
+                offset: 0,
+            };
+            let sessions = rest.commerce.search_sessions(&rest.ctx, &sessions).await?;
+            let products = rest.commerce.search_products(&rest.ctx, &products).await?;
+            Ok(Reply::fields(json!({
+                "sessions": sessions.data.iter().map(|s| s.view(false)).collect::<Vec<_>>(),
+                "products": products.data.iter().map(ProductRecord::view).collect::<Vec<_>>(),
+                "counts": { "sessions": sessions.total, "products": products.total },
+            })))
+        }
+        .await,
+    )
+}
+
+async fn search_sessions(State(rest): State<Rest>, query: RawQuery) -> Response<Body> {
+    respond(
+        async {
+            let query = Params(&query_map(query)?).session_query()?;
+            let page = rest.commerce.search_sessions(&rest.ctx, &query).await?;
+            Ok(paged(page, |s| s.view(false)))
+        }
+        .await,
+    )
+}
+
+/// The sessions in `status` (or one creator's), newest first, paged by `limit` and `offset`.
+async fn session_list(
+    rest: &Rest,
+    query: RawQuery,
+    status: Option<Status>,
+    creator_id: Option<String>,
+) -> Result<Reply, CommerceError> {
+    let query = query_map(query)?;
+    let (limit, offset) = Params(&query).paging(DEFAULT_LIMIT)?;
+    let query = SessionQuery {
+        text: String::new(),
+        status,
+        category: None,
+        creator_id,
+        sort: SessionSort::Newest,
+        limit,
+        offset,
+    };
+    Ok(paged(rest.commerce.search_sessions(&rest.ctx, &query).await?, |s| s.view(false)))
+}
+
+async fn live_sessions(State(rest): State<Rest>, query: RawQuery) -> Response<Body> {
+    respond(session_list(&rest, query, Some(Status::Live), None).await)
+}
+
+async fn upcoming_sessions(State(rest): State<Rest>, query: RawQuery) -> Response<Body> {
+    respond(session_list(&rest, query, Some(Status::Scheduled), None).await)
+}
+
+async fn creator_sessions(State(rest): State<Rest>, Path(creator_id): Path<String>, query: RawQuery) -> Response<Body> {
+    respond(session_list(&rest, query, None, Some(creator_id)).await)
+}
+
+/// `GET /api/search/sessions/trending`: live sessions by viewers now, each with its `viewerCount`.
+async fn trending_sessions(State(rest): State<Rest>, query: RawQuery) -> Response<Body> {
+    respond(
+        async {
+            let query = query_map(query)?;
+            let (limit, offset) = Params(&query).paging(DEFAULT_LIMIT)?;
+            let page = rest.commerce.trending_sessions(&rest.ctx, limit, offset).await?;
+            Ok(paged(page, |(s, viewers)| {
+                let mut view = s.view(false);
+                view["viewerCount"] = json!(viewers);
+                view
+            }))
+        }
+        .await,
+    )
+}
+
+async fn search_products(State(rest): State<Rest>, query: RawQuery) -> Response<Body> {
+    respond(
+        async {
+            let query = Params(&query_map(query)?).product_query()?;
+            Ok(paged(rest.commerce.search_products(&rest.ctx, &query).await?, ProductRecord::view))
         }
         .await,
     )

@@ -5,7 +5,7 @@
 
 use crate::access::is_owner;
 use crate::error::CommerceError;
-use crate::events::{self, STREAM_ENDED, STREAM_STARTED};
+use crate::events::{self, STREAM_ENDED, STREAM_STARTED, VIEWER_COUNT};
 use crate::live::Live;
 use crate::model::{SessionRecord, Status};
 use crate::service::Commerce;
@@ -77,14 +77,11 @@ impl Commerce {
     /// After the stream ended: persist the counts, close every view, tell the room, drop the state.
     async fn finish(&self, ctx: &Context, live: &Arc<Live>, now: u64) -> Result<(), CommerceError> {
         live.flush(ctx).await?;
-        let (closed, before) = {
-            let mut viewers = live.viewers.lock();
-            let before = viewers.count();
-            (viewers.close_all(now), before)
-        };
+        let closed = live.viewers.lock().close_all(now);
         write_views(ctx, &live.id, closed).await?;
-        if before != 0 {
-            self.viewer_count_changed(ctx, live, 0);
+        if live.audience.swap(0, std::sync::atomic::Ordering::AcqRel) != 0 {
+            events::publish(ctx, &live.id, VIEWER_COUNT, 0);
+            live.clicks.touch();
         }
         events::publish(
             ctx,

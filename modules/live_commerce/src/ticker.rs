@@ -45,6 +45,11 @@ pub fn ensure(ctx: &Context, live: &Arc<Live>) {
                         }
                         return;
                     }
+                    // Viewers joining other nodes move the count without passing here.
+                    let present = ctx.roster().present(&events::topic(&live.id)).await as u64;
+                    if live.audience.swap(present, std::sync::atomic::Ordering::AcqRel) != present {
+                        live.clicks.touch();
+                    }
                     if live.clicks.take_changed() {
                         broadcast(&ctx, &live);
                     }
@@ -56,7 +61,7 @@ pub fn ensure(ctx: &Context, live: &Arc<Live>) {
 
 /// Publishes the session's click statistics and trending products now.
 pub fn broadcast(ctx: &Context, live: &Live) {
-    let viewers = live.viewers.lock().count() as u64;
+    let viewers = live.viewer_count();
     let stats = live.clicks.stats(&live.product_order(), viewers);
     let timestamp = iso8601(ctx.clock().now_ms());
     let top = trending(&stats);

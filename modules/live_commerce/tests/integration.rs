@@ -6,9 +6,12 @@
 
 mod accounts;
 mod agora;
+mod analytics;
+mod chat_history;
 mod clicks;
 mod engagement;
 mod rest;
+mod search;
 mod socketio;
 mod stream;
 mod support;

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chorus_core::auth::Identity;
-use chorus_core::module::{Caller, Context, Module, ModuleError};
+use chorus_core::module::{Caller, Context, Module, ModuleError, ModuleInfo};
 use chorus_core::protocol::{ErrorCode, Payload};
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
@@ -146,6 +146,14 @@ impl Module for MovieVoting {
                 None
             }
         }
+    }
+
+    fn info(&self) -> Option<ModuleInfo> {
+        Some(ModuleInfo {
+            title: "Movie-voting sessions (seeds 000, 001)",
+            readme: "modules/movie_voting/README.md",
+            demo: None,
+        })
     }
 }
 

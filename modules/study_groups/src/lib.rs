@@ -13,28 +13,31 @@
 //!
 //! Layout:
 //! - `service`: the domain operations ([`module`] wires them to the broker);
-//! - `rounds`: the rounds state machine; `roster`: per-user presence; `envelope`: the topic's events;
+//! - `rounds`: the rounds state machine; `envelope`: the topic's events; presence is the broker's roster
+//!   (per user, cluster-wide), one book per session topic;
 //! - `model`: stored records and JSON views; `tables`: the storage layout; `ids`: ids and cursors;
 //! - `requests`: reading and checking input; `error`: `StudyError` and how it reaches clients;
-//! - `rest`, `calls`, `socketio`: the adapters — REST, native calls, the seed's Socket.IO namespace.
+//! - `rest`, `calls`, `socketio`, `demo`: the adapters — REST, native calls, the seed's Socket.IO
+//!   namespace, the demo page `/demo/study-groups`.
 #![warn(missing_docs)]
 
 mod calls;
+mod demo;
 mod envelope;
 mod error;
 mod ids;
 mod model;
 mod requests;
 mod rest;
-mod roster;
 mod rounds;
 mod service;
 mod socketio;
 mod tables;
 
 use async_trait::async_trait;
-use chorus_core::module::{Caller, Context, Module, ModuleError};
+use chorus_core::module::{Caller, Context, Module, ModuleError, ModuleInfo};
 use chorus_core::protocol::{ErrorCode, Payload};
+use chorus_core::roster::{Departure, Member};
 use serde_json::json;
 use service::Study;
 use std::sync::{Arc, OnceLock};
@@ -67,6 +70,16 @@ impl StudyGroups {
     }
 }
 
+/// Publishes `userLeft` for each of `users` in session `id`.
+fn announce_departures(ctx: &Context, id: &str, users: &[Member]) {
+    for user in users {
+        let data = json!({ "userId": user.user, "userName": user.name, "sessionId": id });
+        if let Err(e) = envelope::publish(ctx, id, USER_LEFT, data) {
+            tracing::warn!(session = %id, error = %e, "userLeft not published");
+        }
+    }
+}
+
 /// The session id of a topic of ours.
 fn topic_session(topic: &str) -> Result<String, ModuleError> {
     let id = topic.strip_prefix(TOPIC_PREFIX).unwrap_or(topic);
@@ -89,22 +102,25 @@ impl Module for StudyGroups {
         Ok(())
     }
 
-    /// Joining: the caller becomes present (announcing `userJoined` on a user's first connection) and
-    /// gets the session's state as a `session.state` envelope.
+    /// Joining: the caller becomes present (announcing `userJoined` on a user's first connection in the
+    /// cluster) and gets the session's state as a `session.state` envelope.
     async fn snapshot(&self, ctx: &Context, caller: &Caller, topic: &str) -> Result<Option<Payload>, ModuleError> {
         let study = self.init();
         let id = topic_session(topic)?;
         let who = &caller.identity;
         let name = service::display_name(who);
-        let first = study.roster.join(&id, &who.sub, &name, caller.conn_id);
+        let joined = ctx.roster().join(topic, &who.sub, &name, caller.conn_id).await;
+        announce_departures(ctx, &id, &joined.departed);
         let view = match study.view(ctx, who, &id).await {
             Ok(view) => view,
             Err(e) => {
-                study.roster.leave(&id, &who.sub, caller.conn_id);
+                if let Some(left) = ctx.roster().leave(topic, &who.sub, caller.conn_id).await {
+                    announce_departures(ctx, &id, &left.departed);
+                }
                 return Err(e.into());
             }
         };
-        if first {
+        if joined.changed {
             let data = json!({ "userId": who.sub, "userName": name, "sessionId": id });
             envelope::publish(ctx, &id, USER_JOINED, data)?;
         }
@@ -113,15 +129,21 @@ impl Module for StudyGroups {
     }
 
     /// Leaving (unsubscribe, `leaveSession`, or a disconnect): `userLeft` when it was the user's last
-    /// connection in the session.
+    /// connection in the session, on any node.
     async fn on_unsubscribe(&self, ctx: &Context, caller: &Caller, topic: &str) {
         let Ok(id) = topic_session(topic) else { return };
         let who = &caller.identity;
-        if let Some(name) = self.init().roster.leave(&id, &who.sub, caller.conn_id) {
-            let data = json!({ "userId": who.sub, "userName": name, "sessionId": id });
-            if let Err(e) = envelope::publish(ctx, &id, USER_LEFT, data) {
-                tracing::warn!(session = %id, error = %e, "userLeft not published");
-            }
+        let Some(left) = ctx.roster().leave(topic, &who.sub, caller.conn_id).await else { return };
+        if left.changed {
+            announce_departures(ctx, &id, &[Member { user: who.sub.clone(), name: left.name }]);
+        }
+        announce_departures(ctx, &id, &left.departed);
+    }
+
+    /// Users whose node died: `userLeft` for each, as if they had left.
+    async fn on_departed(&self, ctx: &Context, departure: Departure) {
+        if let Ok(id) = topic_session(&departure.book) {
+            announce_departures(ctx, &id, &departure.users);
         }
     }
 
@@ -136,6 +158,14 @@ impl Module for StudyGroups {
     }
 
     fn routes(&self, ctx: &Context) -> Option<axum::Router> {
-        Some(rest::routes(ctx, self.init().clone()))
+        Some(rest::routes(ctx, self.init().clone()).merge(demo::routes()))
+    }
+
+    fn info(&self) -> Option<ModuleInfo> {
+        Some(ModuleInfo {
+            title: "Study groups (seed 002)",
+            readme: "modules/study_groups/README.md",
+            demo: Some(demo::PATH),
+        })
     }
 }

@@ -11,9 +11,9 @@ use crate::envelope::{self, PROMPT_UPDATED, ROUND_ADVANCED, SESSION_ENDED, SESSI
 use crate::error::StudyError;
 use crate::ids;
 use crate::model::{
-    ActivityRecord, ChatPage, ChatRecord, EventPage, EventType, RoundRecord, SessionRecord, SessionStatus, SessionView,
+    ActivityRecord, ChatPage, ChatRecord, EventPage, EventType, PresentUser, RoundRecord, SessionRecord, SessionStatus,
+    SessionView,
 };
-use crate::roster::Roster;
 use crate::rounds::RoundStatus;
 use crate::tables::{self, ACTIVITY, CHAT, EVENTS, SESSIONS, STATE};
 use bytes::Bytes;
@@ -46,8 +46,6 @@ pub struct NewSession {
 
 /// The study-group sessions of a node.
 pub struct Study {
-    /// Who is present where.
-    pub roster: Roster,
     locks: Box<[tokio::sync::RwLock<()>]>,
     hasher: RandomState,
 }
@@ -71,11 +69,7 @@ fn not_found(id: &str) -> StudyError {
 
 impl Default for Study {
     fn default() -> Self {
-        Self {
-            roster: Roster::default(),
-            locks: (0..LOCKS).map(|_| tokio::sync::RwLock::new(())).collect(),
-            hasher: RandomState::new(),
-        }
+        Self { locks: (0..LOCKS).map(|_| tokio::sync::RwLock::new(())).collect(), hasher: RandomState::new() }
     }
 }
 
@@ -145,7 +139,14 @@ impl Study {
         require_user(who)?;
         let record = self.session(ctx, id).await?;
         let activity = self.activity(ctx, id).await?;
-        Ok(SessionView::new(&record, &activity, self.roster.members(id)))
+        let presence = ctx
+            .roster()
+            .members(&envelope::topic(id))
+            .await
+            .into_iter()
+            .map(|m| PresentUser { user_id: m.user, user_name: m.name })
+            .collect();
+        Ok(SessionView::new(&record, &activity, presence))
     }
 
     /// Every activity row of a session (bounded by rounds × participants, see `tables.rs`).

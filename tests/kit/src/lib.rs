@@ -3,9 +3,10 @@
 //! [`RedisServer`] runs Debian's `redis-server` on a free loopback port in a directory of its own,
 //! waits until it accepts connections, and kills it when dropped. [`socketio`] runs the real Socket.IO
 //! client libraries (Node and Python) as scenarios against a broker; [`http`] is the one raw HTTP client
-//! every suite uses.
+//! every suite uses; [`chromium`] drives a headless Chromium for the browser tests.
 #![warn(missing_docs)]
 
+pub mod chromium;
 pub mod http;
 pub mod socketio;
 

@@ -1,6 +1,6 @@
 //! The Engine.IO entry point: checks `EIO`, `transport` and `sid` as the specification requires, answers
 //! CORS, and hands the request to the long-polling or WebSocket transport. Refusals are Engine.IO's own:
-//! HTTP 400 (403 for forbidden) with `{"code": n, "message": "..."}`.
+//! HTTP 400 (403 for forbidden) with `{"code": n, "message": "..."}`. Beside it, the browser client bundle.
 
 use super::session::Mode;
 use super::{Gateway, polling, websocket};
@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::any;
+use axum::routing::{any, get};
 use chorus_protocol::engineio::VERSION;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -79,10 +79,29 @@ struct EngineQuery {
     token: Option<String>,
 }
 
-/// The gateway's routes at `path` (with and without its trailing slash).
+/// The browser client, `socket.io-client` 4.8.3's `dist/socket.io.min.js` (see `vendor/socket.io-client/`).
+const CLIENT_BUNDLE: &str = include_str!("../../vendor/socket.io-client/socket.io.min.js");
+
+/// The gateway's routes at `path` (with and without its trailing slash), and the browser client at
+/// `{path}socket.io.min.js` and `{path}socket.io.js`, where the Node server serves it.
 pub(crate) fn router(gateway: Arc<Gateway>, path: &str) -> Router {
     let bare = path.trim_end_matches('/');
-    Router::new().route(path, any(entry)).route(bare, any(entry)).with_state(gateway)
+    Router::new()
+        .route(&format!("{path}socket.io.min.js"), get(client_bundle))
+        .route(&format!("{path}socket.io.js"), get(client_bundle))
+        .route(path, any(entry))
+        .route(bare, any(entry))
+        .with_state(gateway)
+}
+
+async fn client_bundle() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "application/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        CLIENT_BUNDLE,
+    )
 }
 
 async fn entry(State(gateway): State<Arc<Gateway>>, query: Query<EngineQuery>, req: Request<Body>) -> Response<Body> {
