@@ -6,6 +6,7 @@
 mod auth;
 mod bad_input;
 mod cluster;
+mod commerce_accounts;
 mod demos;
 mod deploy;
 mod jwt_attacks;

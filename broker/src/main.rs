@@ -4,8 +4,30 @@ use chorus_core::config::Config;
 use chorus_core::server::Services;
 use tracing_subscriber::EnvFilter;
 
+/// The modules' settings the binary takes besides the broker's options.
+#[derive(Debug, clap::Args)]
+struct ModuleFlags {
+    /// Live commerce: serve accounts (`/api/auth`, `/api/users`). Turn off where an identity provider issues
+    /// the tokens; the routes then answer 404.
+    #[arg(long, env = "CHORUS_COMMERCE_ACCOUNTS", default_value_t = true, action = clap::ArgAction::Set)]
+    commerce_accounts: bool,
+    /// Live commerce: the Agora app id the stream routes issue RTC tokens for (32 hex digits).
+    #[arg(long, env = "CHORUS_AGORA_APP_ID", requires = "agora_app_certificate")]
+    agora_app_id: Option<String>,
+    /// Live commerce: the Agora app certificate that signs the RTC tokens (32 hex digits).
+    #[arg(long, env = "CHORUS_AGORA_APP_CERTIFICATE", hide_env_values = true, requires = "agora_app_id")]
+    agora_app_certificate: Option<String>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let config = Config::load()?;
+    let (config, flags) = Config::load_with::<ModuleFlags>()?;
+    let agora = match (&flags.agora_app_id, &flags.agora_app_certificate) {
+        (Some(id), Some(certificate)) => {
+            Some(chorus_live_commerce::AgoraCredentials::new(id, certificate).map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
+    };
+    let commerce = chorus_live_commerce::Settings { accounts: flags.commerce_accounts, agora, ..Default::default() };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -14,7 +36,7 @@ fn main() -> anyhow::Result<()> {
         modules: vec![
             chorus_event_booking::module(),
             chorus_movie_voting::module(),
-            chorus_live_commerce::module(),
+            chorus_live_commerce::module_with(commerce),
             chorus_study_groups::module(),
         ],
         socketio: vec![

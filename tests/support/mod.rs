@@ -46,20 +46,25 @@ impl Broker {
 
     /// As [`Broker::start_in`] with HTTP on `listen` (to restart where clients reconnect).
     pub async fn start_at(data_dir: tempfile::TempDir, listen: &str, extra: &[&str]) -> Self {
+        Self::start_env(data_dir, listen, extra, &[]).await
+    }
+
+    /// As [`Broker::start_at`] with the environment variables `env` set for the process.
+    pub async fn start_env(data_dir: tempfile::TempDir, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut args = vec!["--jwt-secret", SECRET];
         args.extend_from_slice(extra);
-        Self::launch(data_dir, listen, &args).await
+        Self::launch(data_dir, listen, &args, env).await
     }
 
     /// As [`Broker::start`] without the test secret: guests only, or keyed by `extra` (a public key, or
     /// `--dev`'s generated secret).
     pub async fn start_without_secret(extra: &[&str]) -> Self {
-        Self::launch(tempfile::tempdir().expect("temp dir"), "127.0.0.1:0", extra).await
+        Self::launch(tempfile::tempdir().expect("temp dir"), "127.0.0.1:0", extra, &[]).await
     }
 
-    /// Starts `chorus` on `listen` with `args` (plus QUIC on port 0 and `--data-dir`) and reads its ports
-    /// from the first line it prints.
-    async fn launch(data_dir: tempfile::TempDir, listen: &str, args: &[&str]) -> Self {
+    /// Starts `chorus` on `listen` with `args` (plus QUIC on port 0 and `--data-dir`) and the environment
+    /// variables `env`, and reads its ports from the first line it prints.
+    async fn launch(data_dir: tempfile::TempDir, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
         cmd.args(["--listen", listen, "--quic-listen", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -67,6 +72,7 @@ impl Broker {
             .args(args)
             .env_remove("CHORUS_JWT_SECRET")
             .env("CHORUS_LOG", std::env::var("CHORUS_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);

@@ -28,6 +28,9 @@ pub enum CommerceError {
     /// The connection sends faster than its limit allows.
     #[error("{0}")]
     RateLimited(String),
+    /// A part this request needs is not configured on this server (Agora credentials, a signing key).
+    #[error("{0}")]
+    Unavailable(String),
     /// The store failed (see [`StoreError::is_unavailable`] for whether a retry may help).
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
@@ -51,6 +54,7 @@ impl CommerceError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,6 +85,7 @@ impl From<CommerceError> for ModuleError {
             CommerceError::NotFound(_) => ErrorCode::NotFound,
             CommerceError::Conflict(_) => ErrorCode::Conflict,
             CommerceError::RateLimited(_) => ErrorCode::RateLimited,
+            CommerceError::Unavailable(_) => ErrorCode::Unavailable,
             CommerceError::Store(s) => return ModuleError::from(s.clone()),
             CommerceError::Internal(_) => ErrorCode::Internal,
         };

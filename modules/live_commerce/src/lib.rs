@@ -21,10 +21,16 @@
 //! - `access`: who may do what; `requests`: reading input; `model`: records and views; `tables`: the
 //!   storage layout; `events`: the topic and event names; `ids`: ids (timestamps: `chorus_core::dialect::iso8601`);
 //! - `rest`, `calls`, `socketio`, `envelope`, `error`: the adapters and their answers; `demo`: the demo
-//!   page `/demo/live`; `settings`: the limits.
+//!   page `/demo/live`; `settings`: the limits;
+//! - `accounts` (users, passwords, tokens) and `account_rest`; `agora` (RTC token builder) and
+//!   `agora_rest`.
 #![warn(missing_docs)]
 
 mod access;
+mod account_rest;
+mod accounts;
+mod agora;
+mod agora_rest;
 mod analytics;
 mod calls;
 mod chat;
@@ -54,6 +60,7 @@ mod tables;
 mod ticker;
 mod viewers;
 
+pub use agora::AgoraCredentials;
 pub use events::{
     MESSAGE_DELETED, NEW_MESSAGE, NEW_REACTION, PRODUCT_CLICK_STATS, PRODUCT_SHOWCASED, REACTION_STATS,
     SHOWCASE_CLEARED, STREAM_ENDED, STREAM_STARTED, TOPIC_PREFIX, TRENDING_PRODUCTS, VIEWER_COUNT, topic,
@@ -96,7 +103,7 @@ struct LiveCommerce {
 
 impl LiveCommerce {
     fn init(&self) -> &Arc<Commerce> {
-        self.commerce.get_or_init(|| Arc::new(Commerce::new(self.settings)))
+        self.commerce.get_or_init(|| Arc::new(Commerce::new(self.settings.clone())))
     }
 }
 

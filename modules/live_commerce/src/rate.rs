@@ -46,7 +46,7 @@ impl RateLimits {
     /// Spends one token of connection `conn_id`, or refuses.
     pub fn spend(&self, conn_id: u64, spend: Spend) -> Result<(), CommerceError> {
         let now = Instant::now();
-        let Settings { interactions_per_sec, messages_per_sec } = self.settings;
+        let Settings { interactions_per_sec, messages_per_sec, .. } = self.settings;
         let mut shard = self.shard(conn_id).lock();
         let limits = shard.entry(conn_id).or_insert_with(|| Limits {
             interactions: TokenBucket::full_at(interactions_per_sec, now),
@@ -76,7 +76,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_the_rate_passes_then_it_refills() {
-        let limits = RateLimits::new(Settings { interactions_per_sec: 3, messages_per_sec: 1 });
+        let limits = RateLimits::new(Settings { interactions_per_sec: 3, messages_per_sec: 1, ..Settings::default() });
         for _ in 0..3 {
             limits.spend(7, Spend::Interaction).unwrap();
         }

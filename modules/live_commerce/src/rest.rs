@@ -80,7 +80,9 @@ pub fn routes(ctx: &Context, commerce: Arc<Commerce>) -> Router {
         .route("/api/search/sessions/trending", get(trending_sessions))
         .route("/api/search/sessions/creator/{creator_id}", get(creator_sessions))
         .route("/api/search/products", get(search_products))
-        .with_state(Rest { commerce, ctx: ctx.clone() })
+        .with_state(Rest { commerce: commerce.clone(), ctx: ctx.clone() })
+        .merge(crate::account_rest::routes(ctx, commerce.clone()))
+        .merge(crate::agora_rest::routes(ctx, commerce))
 }
 
 type RawBody = Result<Bytes, BytesRejection>;
@@ -173,23 +175,25 @@ async fn start_stream(State(rest): State<Rest>, headers: HeaderMap, Path(id): Pa
         async {
             let who = rest.identity(&headers)?;
             let session = rest.commerce.set_status(&rest.ctx, &who, &id, Status::Live).await?;
-            Ok(Reply::message("Stream started successfully", stream_started(&session)))
+            let mut data = stream_started(&session);
+            if let (Value::Object(data), Value::Object(token)) =
+                (&mut data, crate::agora_rest::publisher_fields(&rest.commerce, &rest.ctx, &session))
+            {
+                data.extend(token);
+            }
+            Ok(Reply::message("Stream started successfully", data))
         }
         .await,
     )
 }
 
-/// The start-stream answer. The Agora token fields (`token`, `appId`, `expiresAt`) are the REST half's;
-/// `uid` is the creator's numeric id (0 when the subject is not a number), as Agora uids are numbers.
+/// The start-stream answer without its Agora token fields (`crate::agora_rest`); `uid` is the creator's
+/// Agora uid.
 fn stream_started(session: &SessionRecord) -> Value {
-    let uid = match user_id_value(&session.creator_id) {
-        Value::Number(n) => Value::Number(n),
-        _ => json!(0),
-    };
     json!({
         "sessionId": session.id,
         "channelName": session.id,
-        "uid": uid,
+        "uid": crate::agora_rest::publisher_uid(session),
         "role": "publisher",
         "status": session.status.as_str(),
         "startedAt": session.started_ms.map(iso8601),
@@ -821,10 +825,15 @@ async fn search_products(State(rest): State<Rest>, query: RawQuery) -> Response<
 impl Rest {
     /// The identity of the request's bearer token.
     fn identity(&self, headers: &HeaderMap) -> Result<Identity, CommerceError> {
-        let missing = || CommerceError::Unauthenticated("Access token required".into());
-        let token = bearer_token(headers).ok_or_else(missing)?;
-        self.ctx.verify_token(token).map_err(|_| CommerceError::Unauthenticated("Invalid or expired token".into()))
+        bearer_identity(&self.ctx, headers)
     }
+}
+
+/// The identity of a request's bearer token: 401 without one or with a bad one.
+pub fn bearer_identity(ctx: &Context, headers: &HeaderMap) -> Result<Identity, CommerceError> {
+    let missing = || CommerceError::Unauthenticated("Access token required".into());
+    let token = bearer_token(headers).ok_or_else(missing)?;
+    ctx.verify_token(token).map_err(|_| CommerceError::Unauthenticated("Invalid or expired token".into()))
 }
 
 fn body_bytes(body: RawBody) -> Result<Bytes, CommerceError> {

@@ -18,11 +18,13 @@ pub struct Commerce {
     pub live: LiveMap,
     /// Per-connection rate limits.
     pub limits: RateLimits,
+    /// The settings it was made with.
+    pub settings: Settings,
 }
 
 impl Commerce {
     /// A service with `settings`.
     pub fn new(settings: Settings) -> Self {
-        Self { ids: IdMaker::default(), live: LiveMap::default(), limits: RateLimits::new(settings) }
+        Self { ids: IdMaker::default(), live: LiveMap::default(), limits: RateLimits::new(settings.clone()), settings }
     }
 }

@@ -85,7 +85,8 @@ async fn reactions_publish_each_reaction_and_the_totals() {
 #[tokio::test]
 async fn one_connection_cannot_flood_a_room() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, _clock) = start_with(dir.path(), Settings { interactions_per_sec: 5, messages_per_sec: 2 }).await;
+    let (server, _clock) =
+        start_with(dir.path(), Settings { interactions_per_sec: 5, messages_per_sec: 2, ..Settings::default() }).await;
     let creator = User::new(&server, "1", "Cleo");
     let session = creator.session("Show", &[]).await;
     creator.start_stream(&session).await;

@@ -4,6 +4,8 @@
 //! One test binary per package keeps the link time and disk footprint of the suite small; each module
 //! below is one area.
 
+mod accounts;
+mod agora;
 mod analytics;
 mod catalog;
 mod chat_history;

@@ -33,7 +33,7 @@ async fn starting_and_ending_the_stream() {
         started.body,
         json!({"success": true, "message": "Stream started successfully", "data": {
             "sessionId": session, "channelName": session, "uid": 1, "role": "publisher",
-            "status": "live", "startedAt": at(60_000)
+            "status": "live", "startedAt": at(60_000), "token": null, "appId": null, "expiresAt": null
         }})
     );
     assert_eq!(

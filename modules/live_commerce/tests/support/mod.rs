@@ -26,18 +26,15 @@ pub const START_MS: u64 = 1_769_083_200_000;
 
 /// The test configuration: loopback port 0 for HTTP and QUIC, the test secret, `data_dir`.
 fn config(data_dir: &Path) -> Config {
-    Config::load_from([
-        "chorus",
-        "--listen",
-        "127.0.0.1:0",
-        "--quic-listen",
-        "127.0.0.1:0",
-        "--jwt-secret",
-        SECRET,
-        "--data-dir",
-        data_dir.to_str().expect("utf-8 temp path"),
-    ])
-    .expect("config")
+    config_keyed(data_dir, &["--jwt-secret", SECRET])
+}
+
+/// As [`config`] with the JWT options `key` instead of the test secret (none: guests only).
+fn config_keyed(data_dir: &Path, key: &[&str]) -> Config {
+    let dir = data_dir.to_str().expect("utf-8 temp path");
+    let mut args = vec!["chorus", "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dir];
+    args.extend_from_slice(key);
+    Config::load_from(args).expect("config")
 }
 
 /// Starts a broker with the module on a manual wall clock at [`START_MS`], storing in `data_dir`.
@@ -47,11 +44,15 @@ pub async fn start(data_dir: &Path) -> (Server, Arc<ManualClock>) {
 
 /// As [`start`], with the module's `settings`.
 pub async fn start_with(data_dir: &Path, settings: Settings) -> (Server, Arc<ManualClock>) {
+    start_keyed(data_dir, &["--jwt-secret", SECRET], settings).await
+}
+
+/// As [`start_with`], with the JWT options `key` instead of the test secret.
+pub async fn start_keyed(data_dir: &Path, key: &[&str], settings: Settings) -> (Server, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(START_MS));
+    let modules = vec![chorus_live_commerce::module_with(settings)];
     let server =
-        server::start_with_clock(config(data_dir), vec![chorus_live_commerce::module_with(settings)], clock.clone())
-            .await
-            .expect("start broker");
+        server::start_with_clock(config_keyed(data_dir, key), modules, clock.clone()).await.expect("start broker");
     (server, clock)
 }
 
