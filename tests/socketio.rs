@@ -40,6 +40,15 @@ async fn seed_001_client_snippets_join_and_report_errors() {
     assert_eq!(scenario("seed-001-flow", options).await.last(), Some(&json!({ "ok": "seed-001-flow" })));
 }
 
+/// Seed 003's frontend flow against chorus alone (accounts, products, a session, the stream, a viewer on
+/// the real `socket.io-client` with the token chorus issued, the end, analytics and conversion figures).
+#[tokio::test]
+async fn seed_003_frontend_flow_from_registration_to_analytics() {
+    let broker = Broker::start(&[]).await;
+    let lines = scenario("commerce-flow", json!({ "url": url(&broker) })).await;
+    assert_eq!(lines.last().map(|l| &l["ok"]), Some(&json!("commerce-flow")), "{lines:?}");
+}
+
 #[tokio::test]
 async fn seed_002_client_snippets_run_against_study_groups() {
     let broker = Broker::start(&[]).await;

@@ -446,6 +446,96 @@ const scenarios = {
     socket.disconnect();
   },
 
+  // Seed 003's frontend flow against chorus alone: accounts, a session with products, the stream, a viewer
+  // over Socket.IO with the token chorus issued (reacts, clicks, chats), the end, and the figures after.
+  async "commerce-flow"() {
+    const stamp = Date.now();
+    const account = async (name, role) => {
+      const email = `${name.toLowerCase()}-${stamp}@example.com`;
+      const registered = await http("POST", "/api/auth/register", { name, email, password: "s3cret-pass", role });
+      assert.equal(registered.status, 201, JSON.stringify(registered.body));
+      const login = await http("POST", "/api/auth/login", { email, password: "s3cret-pass" });
+      assert.equal(login.status, 200, JSON.stringify(login.body));
+      assert.equal(login.body.message, "Login successful");
+      assert.equal(login.body.data.user.email, email);
+      return login.body.data;
+    };
+    const creator = await account("Cleo", "creator");
+    const token = creator.accessToken;
+    const product = async (name, price) => {
+      const created = await http("POST", "/api/products", { name, description: `${name}!`, price }, token);
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      return created.body.data.id;
+    };
+    const [lamp, desk] = [await product("Lamp", 20), await product("Desk", 120)];
+    const session = await http("POST", "/api/sessions", { title: "Home office", productIds: [lamp, desk] }, token);
+    assert.equal(session.status, 201, JSON.stringify(session.body));
+    const sessionId = session.body.data.id;
+    const started = await http("POST", `/api/sessions/${sessionId}/start-stream`, null, token);
+    assert.equal(started.status, 200, JSON.stringify(started.body));
+    assert.equal(started.body.data.status, "live");
+
+    const host = await connect("/", { auth: { token } });
+    host.emit("join-session", { sessionId });
+    assert.deepEqual(await next(host, "viewer-count"), [0], "the creator is not counted");
+    const viewer = await account("Vera", "user");
+    const socket = await connect("/", { auth: { token: viewer.accessToken } });
+    const counted = next(host, "viewer-count");
+    socket.emit("join-session", { sessionId, userId: viewer.user.id });
+    assert.deepEqual(await counted, [1]);
+
+    for (let i = 0; i < 2; i++) {
+      const stats = next(host, "reaction-stats");
+      socket.emit("send-reaction", { sessionId, type: "heart" });
+      const [figures] = await stats;
+      assert.equal(figures.total, i + 1);
+    }
+    const clicks = next(host, "product-click-stats", "the 4 s click broadcast");
+    socket.emit("track-product-click", { sessionId, productId: lamp });
+    socket.emit("track-product-click", { sessionId, productId: lamp });
+    const [clickStats] = await clicks;
+    const lampStats = clickStats.productStats.find((p) => p.productId === lamp);
+    assert.deepEqual([lampStats.uniqueClicks, lampStats.totalClicks, lampStats.clickThroughRate], [1, 2, 100]);
+    const chat = next(host, "new-message");
+    socket.emit("send-message", { sessionId, message: "  Is the lamp dimmable?  " });
+    const [message] = await chat;
+    assert.equal(message.message, "Is the lamp dimmable?");
+    assert.equal(message.userName, "Vera");
+
+    const ended = next(host, "stream-ended");
+    const end = await http("POST", `/api/sessions/${sessionId}/end-stream`, null, token);
+    assert.equal(end.status, 200, JSON.stringify(end.body));
+    await ended;
+    socket.disconnect();
+    host.disconnect();
+
+    const analytics = await http("GET", `/api/sessions/${sessionId}/analytics`, null, token);
+    assert.equal(analytics.status, 200, JSON.stringify(analytics.body));
+    assert.equal(analytics.body.session.status, "ended");
+    assert.deepEqual(
+      [analytics.body.viewers.unique, analytics.body.viewers.total, analytics.body.viewers.peak],
+      [1, 1, 1],
+      JSON.stringify(analytics.body.viewers),
+    );
+    assert.deepEqual(analytics.body.reactions, { total: 2, breakdown: { heart: 2 } });
+    assert.equal(analytics.body.products.total, 2);
+    const conversion = await http("GET", `/api/sessions/${sessionId}/conversion-stats`, null, token);
+    assert.equal(conversion.body.sessionStatus, "ended");
+    const stored = conversion.body.data.products.find((p) => p.productId === lamp);
+    assert.deepEqual(
+      [stored.productName, stored.uniqueClicks, stored.totalClicks, stored.clickThroughRate],
+      ["Lamp", 1, 2, 100],
+      JSON.stringify(conversion.body),
+    );
+    const history = await http("GET", `/api/sessions/${sessionId}/chat`, null, null);
+    assert.deepEqual(history.body.data.map((m) => m.message), ["Is the lamp dimmable?"]);
+    const dashboard = await http("GET", `/api/analytics/creator/${creator.user.id}`, null, token);
+    assert.equal(dashboard.status, 200, JSON.stringify(dashboard.body));
+    assert.deepEqual(dashboard.body.data.sessions.byStatus, { ended: 1, live: 0, paused: 0, scheduled: 0 });
+    assert.deepEqual(dashboard.body.data.products, { totalClicks: 2, uniqueUsers: 1, averageCTR: 100 });
+    console.log(JSON.stringify({ ok: "commerce-flow", sessionId }));
+  },
+
   // Binary both ways: a Buffer in an event reaches the module as bytes and comes back as a Buffer, in the
   // acknowledgement and in the room's events.
   async binary() {
