@@ -4,8 +4,23 @@ use chorus_core::config::Config;
 use chorus_core::server::Services;
 use tracing_subscriber::EnvFilter;
 
+/// The modules' settings the binary takes besides the broker's options.
+#[derive(Debug, clap::Args)]
+struct ModuleFlags {
+    /// Live commerce: reactions and product clicks one connection may send per second (a token bucket
+    /// holding as many); beyond it a call is refused with code 2004.
+    #[arg(long, env = "CHORUS_COMMERCE_INTERACTION_RATE",
+          default_value_t = chorus_live_commerce::Settings::default().interactions_per_sec,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    commerce_interaction_rate: u32,
+}
+
 fn main() -> anyhow::Result<()> {
-    let config = Config::load()?;
+    let (config, flags) = Config::load_with::<ModuleFlags>()?;
+    let commerce = chorus_live_commerce::Settings {
+        interactions_per_sec: flags.commerce_interaction_rate,
+        ..chorus_live_commerce::Settings::default()
+    };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -14,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         modules: vec![
             chorus_event_booking::module(),
             chorus_movie_voting::module(),
-            chorus_live_commerce::module(),
+            chorus_live_commerce::module_with(commerce),
             chorus_study_groups::module(),
         ],
         socketio: vec![

@@ -3,7 +3,7 @@
 //! Precedence: flag > environment > file > built-in default. `chorus --help` lists every default.
 
 use anyhow::{Context as _, bail};
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +22,10 @@ pub enum JwtAlg {
     #[value(name = "EdDSA")]
     EdDsa,
 }
+
+/// No flags besides the broker's ([`Config::load_from`]).
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct NoFlags {}
 
 /// Broker configuration.
 #[derive(Debug, Clone, Parser)]
@@ -161,8 +165,24 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        Self::load_from_with::<NoFlags, _, _>(args).map(|(config, _)| config)
+    }
+
+    /// As [`Config::load`], with the binary's own flags `A` (its modules' settings) parsed alongside the
+    /// broker's: listed in `--help`, read from the environment and the config file like every option.
+    pub fn load_with<A: Args>() -> anyhow::Result<(Self, A)> {
+        Self::load_from_with(std::env::args_os())
+    }
+
+    /// As [`Config::load_with`] with explicit arguments (the first is the program name).
+    pub fn load_from_with<A, I, T>(args: I) -> anyhow::Result<(Self, A)>
+    where
+        A: Args,
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let mut cmd = Self::command();
+        let mut cmd = A::augment_args(Self::command());
         if let Some(path) = config_path(&args) {
             let text =
                 std::fs::read_to_string(&path).with_context(|| format!("reading config file {}", path.display()))?;
@@ -179,8 +199,9 @@ impl Config {
         }
         let matches: ArgMatches = cmd.try_get_matches_from(args).unwrap_or_else(|e| e.exit());
         let config = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let flags = A::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         config.check()?;
-        Ok(config)
+        Ok((config, flags))
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -252,6 +273,26 @@ mod tests {
         assert_eq!(c.quic_listen, "0.0.0.0:7401".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("./chorus-data"));
         assert!(c.guest_publish);
+    }
+
+    /// A binary's own flag, as `chorus` adds its modules' settings.
+    #[derive(Debug, clap::Args)]
+    struct Extra {
+        #[arg(long, env = "CHORUS_TEST_EXTRA_RATE", default_value_t = 7)]
+        extra_rate: u32,
+    }
+
+    #[test]
+    fn a_binarys_own_flags_parse_with_the_brokers() {
+        let (c, extra) = Config::load_from_with::<Extra, _, _>(["chorus", "--max-subscriptions", "3"]).unwrap();
+        assert_eq!((c.max_subscriptions, extra.extra_rate), (3, 7));
+        let (_, extra) = Config::load_from_with::<Extra, _, _>(["chorus", "--extra-rate", "9"]).unwrap();
+        assert_eq!(extra.extra_rate, 9);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chorus.toml");
+        std::fs::write(&path, "extra_rate = 11\n").unwrap();
+        let (_, extra) = Config::load_from_with::<Extra, _, _>(["chorus", "--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(extra.extra_rate, 11, "the config file sets it too");
     }
 
     #[test]

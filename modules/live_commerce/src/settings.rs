@@ -1,5 +1,5 @@
-//! The module's own settings. The binary uses the defaults ([`crate::module`]); embedders (the bench, tests)
-//! pick others with [`crate::module_with`].
+//! The module's own settings. Embedders pick them with [`crate::module_with`] ([`crate::module`]: the
+//! defaults); the `chorus` binary sets `interactions_per_sec` from `--commerce-interaction-rate`.
 
 /// Live-commerce settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
