@@ -5,6 +5,10 @@
 //! neither the release build nor nats-server nor Node is needed. Asserts that every target delivered or
 //! answered something and that each scenario wrote well-formed JSON results. Performance is not checked.
 //!
+//! `reactions` runs against a node of this process serving the live-commerce module (its per-connection
+//! reaction limit raised, as the harness raises the binary's) and its Socket.IO namespace, over native
+//! MessagePack and the Socket.IO gateway.
+//!
 //! `cluster` runs against three nodes of this process joined through a `redis-server` the test starts
 //! (`chorus_testkit::RedisServer`; Debian `apt-get install -y redis-server`, CI installs it), with a fourth node
 //! without Redis as the single-node baseline.
@@ -224,4 +228,67 @@ async fn the_cluster_scenario_runs_against_three_nodes_and_one() {
     for node in nodes.into_iter().chain([single]) {
         node.stopped().await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reactions_scenario_feeds_every_viewer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = Config::load_from([
+        "chorus",
+        "--listen",
+        "127.0.0.1:0",
+        "--disable-quic",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--jwt-secret",
+        SECRET,
+        "--publish-rate",
+        "10000000",
+        "--log",
+        "warn",
+    ])
+    .unwrap();
+    let settings = chorus_live_commerce::Settings { interactions_per_sec: 10_000_000, ..Default::default() };
+    let services = chorus_core::server::Services {
+        modules: vec![chorus_live_commerce::module_with(settings)],
+        socketio: vec![chorus_live_commerce::socketio()],
+    };
+    let clock = std::sync::Arc::new(chorus_core::store::SystemClock);
+    let server = chorus_core::server::start_services(config, services, clock).await.unwrap();
+    let out = dir.path().join("results");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus-bench"))
+        .args(["reactions", "--targets", "chorus-msgpack,chorus-socketio", "--no-pin", "--warmup", "0.2"])
+        .args(["--duration", "0.6", "--viewers", "20", "--senders", "2", "--inflight", "16", "--no-charts"])
+        .args(["--attach-http", &server.http_addr.to_string(), "--attach-pid", &std::process::id().to_string()])
+        .args(["--jwt-secret", SECRET, "--out-dir", out.to_str().unwrap()])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "reactions failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("== reactions =="), "no table\n{stdout}");
+    let json: Value = serde_json::from_slice(&std::fs::read(out.join("reactions.json")).unwrap())
+        .unwrap_or_else(|e| panic!("reactions: results are not JSON: {e}"));
+    assert_eq!(json["scenario"], "reactions");
+    let rows = rows(&json);
+    assert_eq!(rows.len(), 2, "one row per target\n{stdout}");
+    for row in rows {
+        let target = row["target"].as_str().unwrap_or("?");
+        assert_eq!(row["status"], "ok", "{target}\n{stdout}\n{stderr}");
+        let r = &row["reactions"];
+        let ingested = r["ingested"].as_u64().unwrap_or(0);
+        assert!(ingested > 0, "{target}: nothing ingested\n{row}");
+        assert!(r["sent"].as_u64().unwrap_or(0) >= ingested, "{target}: the server counted more than was sent\n{row}");
+        assert_eq!(r["viewers"], 20, "{target}");
+        assert_eq!(r["viewers_without_stats"], 0, "{target}: a viewer got no stats\n{row}");
+        assert!(r["min_stats_per_viewer"].as_u64().unwrap_or(0) > 0, "{target}\n{row}");
+        assert!(r["stats_delivered"].as_u64().unwrap_or(0) >= 20, "{target}\n{row}");
+        assert!(row["latency"]["p99_us"].as_u64().unwrap_or(0) > 0, "{target}: no latency\n{row}");
+        assert_eq!(row["errors"], 0, "{target}: refused reactions\n{row}");
+    }
+    server.shutdown();
+    server.stopped().await.unwrap();
 }
