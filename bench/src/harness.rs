@@ -529,10 +529,7 @@ pub fn pubsub_row(name: &str, out: pubsub::Outcome) -> Row {
         out_of_order: out.out_of_order,
     });
     row.latency = Latency::of(&out.latency);
-    row.errors = out.errors;
-    row.first_error = out.first_error;
-    row.disconnects = out.disconnects;
-    row.first_disconnect = out.first_disconnect;
+    row.set_faults(out.errors, out.first_error, out.disconnects, out.first_disconnect);
     if out.stalled {
         row.status = format!(
             "stalled: no message completed for {:?} (a subscriber lost messages or was disconnected)",
@@ -566,10 +563,7 @@ fn reactions_row(target: Target, plan: &reactions::Plan, out: reactions::Outcome
         every_viewer_fed: fed,
     });
     row.latency = Latency::of(&out.latency);
-    row.errors = out.errors;
-    row.first_error = out.first_error;
-    row.disconnects = out.disconnects;
-    row.first_disconnect = out.first_disconnect;
+    row.set_faults(out.errors, out.first_error, out.disconnects, out.first_disconnect);
     if out.stalled {
         row.status = format!(
             "stalled: no reaction reached every viewer for {:?} (a viewer lost stats or was disconnected)",

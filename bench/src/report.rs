@@ -333,6 +333,20 @@ impl Row {
         self.processes = s.processes.clone();
     }
 
+    /// The error frames and ended connections of the run, each with the first one's text.
+    pub fn set_faults(
+        &mut self,
+        errors: u64,
+        first_error: Option<String>,
+        disconnects: u64,
+        first_disconnect: Option<String>,
+    ) {
+        self.errors = errors;
+        self.first_error = first_error;
+        self.disconnects = disconnects;
+        self.first_disconnect = first_disconnect;
+    }
+
     /// The phase of a `cluster` row.
     pub fn phase(&self) -> Option<Phase> {
         self.cluster.as_ref().map(|c| c.phase)
