@@ -26,6 +26,13 @@ fn rows(json: &Value) -> &Vec<Value> {
     json["rows"].as_array().expect("rows is an array")
 }
 
+/// An in-process node's config: HTTP on loopback port 0, no QUIC, the test secret, then `extra`.
+fn node_config(data: &Path, extra: &[&str]) -> Config {
+    let base = ["chorus", "--listen", "127.0.0.1:0", "--disable-quic", "--jwt-secret", SECRET, "--log", "warn"];
+    let data = ["--data-dir", data.to_str().unwrap()];
+    Config::load_from(base.iter().chain(&data).chain(extra).copied()).unwrap()
+}
+
 /// Runs `chorus-bench <scenario> <args>` writing into `out`; checks that it succeeded, printed the table
 /// and wrote the scenario's JSON. Returns the JSON, stdout and stderr.
 async fn run_bench(scenario: &str, args: &[&str], out: &Path) -> (Value, String, String) {
@@ -145,20 +152,7 @@ async fn every_scenario_runs_against_chorus() {
 #[tokio::test]
 async fn an_unknown_method_is_reported_not_crashed_on() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = Config::load_from([
-        "chorus",
-        "--listen",
-        "127.0.0.1:0",
-        "--disable-quic",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--jwt-secret",
-        SECRET,
-        "--log",
-        "warn",
-    ])
-    .unwrap();
+    let config = node_config(&dir.path().join("data"), &[]);
     let server = chorus_core::server::start(config, Vec::new()).await.unwrap();
     let out = dir.path().join("results");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus-bench"))
@@ -246,22 +240,7 @@ async fn the_cluster_scenario_runs_against_three_nodes_and_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reactions_scenario_feeds_every_viewer() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = Config::load_from([
-        "chorus",
-        "--listen",
-        "127.0.0.1:0",
-        "--disable-quic",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--jwt-secret",
-        SECRET,
-        "--publish-rate",
-        "10000000",
-        "--log",
-        "warn",
-    ])
-    .unwrap();
+    let config = node_config(&dir.path().join("data"), &["--publish-rate", "10000000"]);
     let settings = chorus_live_commerce::Settings { interactions_per_sec: 10_000_000, ..Default::default() };
     let services = chorus_core::server::Services {
         modules: vec![chorus_live_commerce::module_with(settings)],
