@@ -59,9 +59,8 @@ async fn the_binary_serves_the_movie_and_booking_modules() {
     assert_eq!(next_json(&mut seed).await["availableSeats"], 1);
 }
 
-#[tokio::test]
-async fn the_binary_serves_live_commerce() {
-    let broker = Broker::start(&[]).await;
+/// Creates a live-commerce session over REST and starts its stream; returns its id.
+async fn live_session(broker: &Broker) -> String {
     let creator = token(json!({"sub": "1", "name": "Cleo"}));
     let auth = format!("Bearer {creator}");
     let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
@@ -72,6 +71,13 @@ async fn the_binary_serves_live_commerce() {
     let (status, _) =
         http_request(broker.http, "POST", &format!("/api/sessions/{id}/start-stream"), &headers, None).await.unwrap();
     assert_eq!(status, 200);
+    id
+}
+
+#[tokio::test]
+async fn the_binary_serves_live_commerce() {
+    let broker = Broker::start(&[]).await;
+    let id = live_session(&broker).await;
     let viewer = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::Json)).await.unwrap();
     let reply = viewer.subscribe(&format!("commerce/session/{id}")).await.unwrap();
     assert_eq!(reply.snapshot.unwrap().to_json(), json!({"event": "viewer-count", "data": 1}));
@@ -80,4 +86,50 @@ async fn the_binary_serves_live_commerce() {
         .await
         .unwrap();
     assert_eq!(reacted.to_json(), json!({"sessionId": id, "counts": {"heart": 1}, "total": 1}));
+}
+
+#[tokio::test]
+async fn the_commerce_interaction_rate_is_a_flag() {
+    let broker = Broker::start(&["--commerce-interaction-rate", "3"]).await;
+    let id = live_session(&broker).await;
+    let viewer = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::Json)).await.unwrap();
+    let react = || {
+        viewer.call("commerce.send-reaction", Payload::from_value(&json!({"sessionId": id, "type": "fire"})).unwrap())
+    };
+    for n in 1..=3 {
+        assert_eq!(react().await.unwrap().to_json()["total"], n, "reaction {n} of a burst of 3 passes");
+    }
+    match react().await {
+        Err(ClientError::Server { code: 2004, message }) => {
+            assert!(message.contains("at most 3 per second"), "{message}")
+        }
+        other => panic!("the 4th reaction of the burst must be rate limited: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_commerce_interaction_rate_is_refused_at_start() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let refusals = [(vec!["--commerce-interaction-rate", "0"], None), (vec![], Some("lots"))];
+    for (args, env) in refusals {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"));
+        cmd.args(["--listen", "127.0.0.1:0", "--disable-quic", "--data-dir"]).arg(data_dir.path()).args(&args);
+        if let Some(value) = env {
+            cmd.env("CHORUS_COMMERCE_INTERACTION_RATE", value);
+        }
+        let out = tokio::time::timeout(std::time::Duration::from_secs(30), cmd.kill_on_drop(true).output())
+            .await
+            .expect("chorus exits on a bad value")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} {env:?} must be refused\n{stderr}");
+        assert!(stderr.contains("--commerce-interaction-rate"), "the message names the flag: {stderr}");
+        let value = env.unwrap_or("0");
+        assert!(stderr.contains(&format!("invalid value '{value}'")), "the message names the value: {stderr}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).is_empty(),
+            "nothing listened: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }

@@ -9,18 +9,14 @@
 use crate::conn::{Conn, Dialer, Incoming, Proto};
 use crate::measure::{Phases, Sample, Sampler};
 use crate::pubsub::{connect_all, new_histogram};
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{anyhow, bail};
 use chorus_protocol::{ClientFrame, Codec, ErrorCode, Payload};
 use hdrhistogram::Histogram;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinSet;
-
-/// Largest REST answer read while creating the event.
-const MAX_HTTP_RESPONSE: u64 = 64 * 1024;
 
 /// The calls to make.
 pub struct Plan {
@@ -251,35 +247,13 @@ pub fn mint_token(secret: &str, sub: &str, role: &str) -> anyhow::Result<String>
 /// Creates an event for the calls over the booking module's REST API (`POST /api/events`), returning
 /// its id, or `None` when the server does not serve that route (no booking module: HTTP 404).
 pub async fn create_event(http: SocketAddr, token: &str, capacity: u32) -> anyhow::Result<Option<u64>> {
-    let body = serde_json::json!({ "title": "chorus-bench calls", "seatCapacity": capacity }).to_string();
-    let request = format!(
-        "POST /api/events HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(http).await?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.take(MAX_HTTP_RESPONSE).read_to_end(&mut response).await?;
-        Ok::<_, anyhow::Error>(response)
-    };
-    let response =
-        tokio::time::timeout(crate::conn::SETUP_TIMEOUT, exchange).await.context("POST /api/events timed out")??;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| anyhow!("malformed HTTP response"))?;
-    let status = head.split_ascii_whitespace().nth(1).unwrap_or_default();
-    match status {
-        "201" | "200" => {
-            // Only non-chunked bodies are expected (axum sets Content-Length for JSON).
-            let value: serde_json::Value = serde_json::from_str(body.trim()).context("event JSON")?;
-            let id = value
-                .get("id")
-                .and_then(serde_json::Value::as_u64)
-                .ok_or_else(|| anyhow!("event without an id: {body}"))?;
+    let body = serde_json::json!({ "title": "chorus-bench calls", "seatCapacity": capacity });
+    match crate::rest::request(http, "POST", "/api/events", token, Some(&body)).await? {
+        (200 | 201, event) => {
+            let id = event["id"].as_u64().ok_or_else(|| anyhow!("event without an id: {event}"))?;
             Ok(Some(id))
         }
-        "404" => Ok(None),
-        _ => bail!("POST /api/events answered {status}: {}", body.trim()),
+        (404, _) => Ok(None),
+        (status, answer) => bail!("POST /api/events answered {status}: {answer}"),
     }
 }

@@ -160,6 +160,7 @@ fn cdf_chart(report: &Report, path: &Path, keep: &dyn Fn(&Row) -> bool) -> anyho
     let what = match report.scenario {
         Scenario::Connections => "handshake latency",
         Scenario::Calls => "call latency",
+        Scenario::Reactions => "reaction → reaction-stats latency",
         _ => "publish→deliver latency",
     };
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();

@@ -31,6 +31,9 @@ pub enum Command {
     Calls(CallsArgs),
     /// Fan-out across 3 chorus nodes sharing one redis-server, against a single node in the same run.
     Cluster(ClusterArgs),
+    /// Live commerce: N viewers of one live session, reactions as fast as the server ingests them,
+    /// `reaction-stats` to every viewer.
+    Reactions(ReactionsArgs),
     /// Every scenario with its defaults, against every target (the full matrix).
     All(AllArgs),
     /// The raw-limit server (started by the harness itself).
@@ -246,10 +249,27 @@ pub struct ClusterArgs {
     pub common: Common,
 }
 
+/// `reactions` options.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ReactionsArgs {
+    /// Viewers of the session: each joins it and receives every `new-reaction` and `reaction-stats`.
+    #[arg(long, default_value_t = 1000)]
+    pub viewers: usize,
+    /// Connections sending reactions (pipelined; they do not join the session).
+    #[arg(long, default_value_t = 4)]
+    pub senders: usize,
+    /// Reactions in flight at most: sent, and not yet counted in a `reaction-stats` total every viewer has seen.
+    #[arg(long, default_value_t = 128)]
+    pub inflight: u64,
+    /// Shared options (`--payload` does not apply: the module writes the events).
+    #[command(flatten)]
+    pub common: Common,
+}
+
 /// `all` options: the shared ones and the main size of each scenario.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct AllArgs {
-    /// fanout and latency: subscribers; topics: connections.
+    /// fanout and latency: subscribers; topics: connections; reactions: viewers.
     #[arg(long, default_value_t = 1000)]
     pub subscribers: usize,
     /// latency: publishes per second.
@@ -283,6 +303,7 @@ impl Command {
             Self::Connections(a) => Some(&a.common),
             Self::Calls(a) => Some(&a.common),
             Self::Cluster(a) => Some(&a.common),
+            Self::Reactions(a) => Some(&a.common),
             Self::All(a) => Some(&a.common),
             Self::RawServer { .. } => None,
         }

@@ -81,6 +81,16 @@ impl SocketIoEvents {
     }
 }
 
+/// What an [`Incoming::Event`] hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventView {
+    /// The bench payload: the last `payload_len` bytes of the delivered string (the pub/sub scenarios).
+    Stamped,
+    /// The whole delivered message: a chorus `event` frame, a Socket.IO event packet (`42[...]`). For
+    /// scenarios whose events a module writes (`reactions`).
+    Whole,
+}
+
 /// The dialect a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -107,6 +117,8 @@ pub struct Dialer {
     pub token: Option<String>,
     /// Size of the bench payload, to find it at the end of delivered frames.
     pub payload_len: usize,
+    /// What deliveries hand over.
+    pub view: EventView,
 }
 
 /// A message read from a connection.
@@ -160,6 +172,7 @@ enum Writer {
 struct State {
     proto: Proto,
     payload_len: usize,
+    view: EventView,
     /// Automatic answers waiting to be written.
     outbox: Vec<u8>,
     /// NATS: the text stream, reassembled from WebSocket messages (one MSG may span two).
@@ -246,6 +259,7 @@ impl Dialer {
         let state = State {
             proto: self.proto,
             payload_len: self.payload_len,
+            view: self.view,
             outbox: Vec::new(),
             nats: BytesMut::new(),
             closed: None,
@@ -618,13 +632,19 @@ fn chorus_message(
     on: &mut impl FnMut(Incoming<'_>),
 ) -> anyhow::Result<()> {
     let plen = state.payload_len;
+    let whole = state.view == EventView::Whole;
     match codec {
+        Codec::MsgPack if whole && msg.starts_with(MSGPACK_EVENT_PREFIX) => {
+            on(Incoming::Event { payload: msg, reply_to: None });
+            return Ok(());
+        }
         Codec::MsgPack if msg.starts_with(MSGPACK_EVENT_PREFIX) && msg.len() > plen + MSGPACK_EVENT_PREFIX.len() => {
             on(Incoming::Event { payload: &msg[msg.len() - plen..], reply_to: None });
             return Ok(());
         }
         Codec::Json
-            if msg.starts_with(JSON_EVENT_PREFIX)
+            if !whole
+                && msg.starts_with(JSON_EVENT_PREFIX)
                 && msg.ends_with(b"\"}")
                 && msg.len() > plen + JSON_EVENT_PREFIX.len() + 2 =>
         {
@@ -644,6 +664,7 @@ fn chorus_message(
             state.closed.get_or_insert_with(|| format!("disconnect {code} {reason}"));
             on(Incoming::Closed);
         }
+        ServerFrame::Event { .. } if whole => on(Incoming::Event { payload: msg, reply_to: None }),
         ServerFrame::Event { .. } => on(Incoming::Other),
     }
     Ok(())
@@ -712,6 +733,7 @@ fn socketio_packet(state: &mut State, events: SocketIoEvents, msg: &[u8], on: &m
         [b'4', b'4', rest @ ..] => {
             on(Incoming::Error { id: None, code: 0, message: String::from_utf8_lossy(rest).into_owned() })
         }
+        [b'4', b'2', ..] if state.view == EventView::Whole => on(Incoming::Event { payload: msg, reply_to: None }),
         _ if msg.starts_with(prefix) && msg.ends_with(suffix) && msg.len() > plen + prefix.len() + suffix.len() => {
             let end = msg.len() - suffix.len();
             on(Incoming::Event { payload: &msg[end - plen..end], reply_to: None });
@@ -732,7 +754,14 @@ mod tests {
     use super::*;
 
     fn state(proto: Proto) -> State {
-        State { proto, payload_len: 4, outbox: Vec::new(), nats: BytesMut::new(), closed: None }
+        State {
+            proto,
+            payload_len: 4,
+            view: EventView::Stamped,
+            outbox: Vec::new(),
+            nats: BytesMut::new(),
+            closed: None,
+        }
     }
 
     #[test]

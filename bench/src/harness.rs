@@ -4,12 +4,14 @@
 
 use crate::calls;
 use crate::cli::{
-    AllArgs, CallsArgs, ClusterArgs, Command, Common, ConnectionsArgs, FanoutArgs, LatencyArgs, PublishFrom, TopicsArgs,
+    AllArgs, CallsArgs, ClusterArgs, Command, Common, ConnectionsArgs, FanoutArgs, LatencyArgs, PublishFrom,
+    ReactionsArgs, TopicsArgs,
 };
-use crate::conn::{Dialer, Proto, quic_endpoint};
+use crate::conn::{Dialer, EventView, Proto, quic_endpoint};
 use crate::connections;
 use crate::measure::{Phases, Sampler};
 use crate::pubsub::{self, Load};
+use crate::reactions;
 use crate::report::{self, Latency, Machine, Report, Row, Scenario, Throughput};
 use crate::servers::{Attached, Launcher, Running};
 use crate::target::Target;
@@ -36,6 +38,7 @@ enum Spec {
     Connections(ConnectionsArgs),
     Calls(CallsArgs),
     Cluster(ClusterArgs),
+    Reactions(ReactionsArgs),
 }
 
 impl Spec {
@@ -47,6 +50,7 @@ impl Spec {
             Self::Connections(_) => Scenario::Connections,
             Self::Calls(_) => Scenario::Calls,
             Self::Cluster(_) => Scenario::Cluster,
+            Self::Reactions(_) => Scenario::Reactions,
         }
     }
 
@@ -58,6 +62,7 @@ impl Spec {
             Self::Connections(a) => &a.common,
             Self::Calls(a) => &a.common,
             Self::Cluster(a) => &a.common,
+            Self::Reactions(a) => &a.common,
         }
     }
 
@@ -69,6 +74,7 @@ impl Spec {
             Self::Connections(a) => serde_json::to_value(a)?,
             Self::Calls(a) => serde_json::to_value(a)?,
             Self::Cluster(a) => serde_json::to_value(a)?,
+            Self::Reactions(a) => serde_json::to_value(a)?,
         })
     }
 
@@ -135,6 +141,31 @@ impl Spec {
                         .to_owned(),
                 );
             }
+            Self::Reactions(a) => {
+                notes.push(format!(
+                    "{} viewers joined to one live session, {} sender connections; each reaction fans out \
+                     new-reaction and reaction-stats to every viewer ({} deliveries)",
+                    a.viewers,
+                    a.senders,
+                    2 * a.viewers
+                ));
+                notes.push(format!(
+                    "closed loop: at most {} reactions in flight (sent, not yet counted in a reaction-stats total \
+                     every viewer has seen); react/s = the rise of the highest reported total over the window",
+                    a.inflight
+                ));
+                notes.push(
+                    "chorus: a session created over REST and started (start-stream); native viewers subscribe to \
+                     commerce/session/{id} and senders call commerce.send-reaction; Socket.IO (chorus's gateway and \
+                     the Node peer): the seed's join-session / send-reaction on the root namespace"
+                        .to_owned(),
+                );
+                notes.push(format!(
+                    "max gap: the longest a viewer went without reaction-stats in the window (fed: at most {:?}); \
+                     starved: viewers with none; latency: reaction written → its total first seen by a viewer",
+                    reactions::STATS_GAP_LIMIT
+                ));
+            }
         }
         notes
     }
@@ -149,6 +180,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Connections(a) => vec![Spec::Connections(a)],
         Command::Calls(a) => vec![Spec::Calls(a)],
         Command::Cluster(a) => vec![Spec::Cluster(a)],
+        Command::Reactions(a) => vec![Spec::Reactions(a)],
         Command::All(a) => all(a),
         Command::RawServer { .. } => bail!("raw-server is not a scenario"),
     };
@@ -183,8 +215,9 @@ fn all(a: AllArgs) -> Vec<Spec> {
             callers: a.callers,
             method: "booking.get".to_owned(),
             args: "{\"eventId\":{event}}".to_owned(),
-            common,
+            common: common.clone(),
         }),
+        Spec::Reactions(ReactionsArgs { viewers: a.subscribers, senders: 4, inflight: 128, common }),
     ]
 }
 
@@ -238,6 +271,13 @@ async fn run_spec(spec: &Spec) -> anyhow::Result<Report> {
             eprintln!("cluster: skipping {} (cluster mode is chorus's)", skipped.join(", "));
         }
         targets.retain(|t| t.is_chorus());
+    }
+    if let Spec::Reactions(_) = spec {
+        let skipped: Vec<&str> = targets.iter().filter(|t| !t.speaks_commerce()).map(|t| t.name()).collect();
+        if !skipped.is_empty() {
+            eprintln!("reactions: skipping {} (no live-commerce dialect)", skipped.join(", "));
+        }
+        targets.retain(|t| t.speaks_commerce());
     }
     for target in targets {
         eprintln!("{} × {}", scenario.name(), target.name());
@@ -323,7 +363,7 @@ pub fn dialer(target: Target, server: &Running, payload_len: usize) -> anyhow::R
         Some(_) => server.quic.ok_or_else(|| anyhow!("the server has no QUIC listener"))?,
         None => server.http,
     };
-    Ok(Dialer { proto: target.proto(), addr, quic, token: None, payload_len })
+    Ok(Dialer { proto: target.proto(), addr, quic, token: None, payload_len, view: EventView::Stamped })
 }
 
 /// Closes the dialer's QUIC endpoint, if it has one.
@@ -448,6 +488,16 @@ async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Resul
             }
             row
         }
+        Spec::Reactions(a) => {
+            dialer.view = EventView::Whole;
+            let session = if target.is_chorus() {
+                reactions::live_session(server.http, &common.jwt_secret).await?
+            } else {
+                reactions::PEER_SESSION.to_owned()
+            };
+            let plan = reactions::Plan { session, viewers: a.viewers, senders: a.senders, inflight: a.inflight };
+            reactions_row(target, &plan, reactions::run(&plan, &dialer, &phases(), &sampler).await?)
+        }
         Spec::Cluster(_) => bail!("the cluster scenario starts its own servers"),
     };
     close_dialer(&dialer);
@@ -479,10 +529,7 @@ pub fn pubsub_row(name: &str, out: pubsub::Outcome) -> Row {
         out_of_order: out.out_of_order,
     });
     row.latency = Latency::of(&out.latency);
-    row.errors = out.errors;
-    row.first_error = out.first_error;
-    row.disconnects = out.disconnects;
-    row.first_disconnect = out.first_disconnect;
+    row.set_faults(out.errors, out.first_error, out.disconnects, out.first_disconnect);
     if out.stalled {
         row.status = format!(
             "stalled: no message completed for {:?} (a subscriber lost messages or was disconnected)",
@@ -490,6 +537,48 @@ pub fn pubsub_row(name: &str, out: pubsub::Outcome) -> Row {
         );
     } else if out.delivered == 0 {
         row.status = "nothing delivered".to_owned();
+    }
+    row
+}
+
+fn reactions_row(target: Target, plan: &reactions::Plan, out: reactions::Outcome) -> Row {
+    let mut row = Row::new(target.name());
+    row.set_sample(&out.sample);
+    let secs = out.sample.seconds.max(1e-9);
+    let fed = out.starved == 0 && out.max_gap <= reactions::STATS_GAP_LIMIT;
+    row.reactions = Some(report::Reactions {
+        viewers: plan.viewers as u64,
+        senders: plan.senders as u64,
+        ingested: out.ingested,
+        ingested_per_sec: out.ingested as f64 / secs,
+        sent: out.sent,
+        sent_per_sec: out.sent as f64 / secs,
+        stats_delivered: out.stats_delivered,
+        stats_per_sec: out.stats_delivered as f64 / secs,
+        new_reaction_per_sec: out.reactions_delivered as f64 / secs,
+        wire_mb_per_sec: out.wire_bytes as f64 / secs / 1e6,
+        viewers_without_stats: out.starved,
+        min_stats_per_viewer: out.min_stats,
+        max_stats_gap_ms: out.max_gap.as_secs_f64() * 1e3,
+        every_viewer_fed: fed,
+    });
+    row.latency = Latency::of(&out.latency);
+    row.set_faults(out.errors, out.first_error, out.disconnects, out.first_disconnect);
+    if out.stalled {
+        row.status = format!(
+            "stalled: no reaction reached every viewer for {:?} (a viewer lost stats or was disconnected)",
+            pubsub::STALL
+        );
+    } else if out.ingested == 0 {
+        row.status = "nothing ingested".to_owned();
+    } else if out.starved > 0 {
+        row.status = format!("{} of {} viewers received no reaction-stats in the window", out.starved, plan.viewers);
+    } else if !fed {
+        row.note = Some(format!(
+            "a viewer went {:.0} ms without reaction-stats (more than {:?})",
+            out.max_gap.as_secs_f64() * 1e3,
+            reactions::STATS_GAP_LIMIT
+        ));
     }
     row
 }

@@ -4,7 +4,8 @@
 //! Layout:
 //! - [`cli`]: the command line; [`harness`]: runs a scenario over the targets and reports.
 //! - Scenarios: [`pubsub`] (fanout, topics, latency), [`connections`], [`calls`], [`cluster`] (pub/sub
-//!   across chorus nodes sharing one Redis, against a single node).
+//!   across chorus nodes sharing one Redis, against a single node), [`reactions`] (live commerce: one
+//!   session's reactions and their stats to every viewer); [`rest`]: the REST requests of their setup.
 //! - The generator's client side: [`conn`] (transports and dialects), [`ws`] (WebSocket framing),
 //!   [`stamp`] (the timestamped payload).
 //! - The servers: [`servers`] (start, pin, stop; redis-server for `cluster`), [`raw_server`] (the raw
@@ -23,7 +24,9 @@ mod measure;
 mod procstat;
 mod pubsub;
 mod raw_server;
+mod reactions;
 mod report;
+mod rest;
 mod servers;
 mod stamp;
 mod target;

@@ -110,8 +110,10 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds are valid")
 }
 
-/// In-flight accounting for the closed loop.
-struct Window {
+/// In-flight accounting for a closed loop: each message (by index) is open until its last expected
+/// delivery (also the `reactions` scenario's, where a reaction is open until every viewer has seen a
+/// `reaction-stats` total that counts it).
+pub struct Window {
     /// Remaining deliveries of message `i`, at `i & mask`.
     slots: RefCell<Vec<u32>>,
     mask: u64,
@@ -122,7 +124,8 @@ struct Window {
 }
 
 impl Window {
-    fn new(limit: u64) -> Self {
+    /// A window of at most `limit` open messages.
+    pub fn new(limit: u64) -> Self {
         // Four times the bound so a slow message rarely blocks the ring slot a new one needs.
         let size = (limit.max(1) * 4).next_power_of_two();
         Self {
@@ -135,11 +138,13 @@ impl Window {
         }
     }
 
-    fn has_room(&self, index: u64) -> bool {
+    /// Whether message `index` may be sent now.
+    pub fn has_room(&self, index: u64) -> bool {
         self.open.get() < self.limit && self.slots.borrow()[(index & self.mask) as usize] == 0
     }
 
-    fn sent(&self, index: u64, deliveries: u32) {
+    /// Opens message `index`, expecting `deliveries` deliveries.
+    pub fn sent(&self, index: u64, deliveries: u32) {
         if deliveries > 0 {
             self.slots.borrow_mut()[(index & self.mask) as usize] = deliveries;
             self.open.set(self.open.get() + 1);
@@ -147,7 +152,7 @@ impl Window {
     }
 
     /// Counts a delivery of message `index`; false when the message was already complete.
-    fn delivered(&self, index: u64) -> bool {
+    pub fn delivered(&self, index: u64) -> bool {
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[(index & self.mask) as usize];
         if *slot == 0 {
@@ -160,6 +165,16 @@ impl Window {
             self.wake.notify_waiters();
         }
         true
+    }
+
+    /// Resolves once a message has completed since the call (registered on first poll).
+    pub async fn progress(&self) {
+        self.wake.notified().await
+    }
+
+    /// Whether messages are open but none has completed for `after`: a loop that stopped making progress.
+    pub fn stalled(&self, after: Duration) -> bool {
+        self.open.get() > 0 && self.last_progress.get().elapsed() > after
     }
 }
 
@@ -367,7 +382,7 @@ pub async fn run(plan: &Plan, nodes: &[Dialer], phases: &Phases, sampler: &Sampl
     flow.measuring.set(false);
     let sample = sampler.end(window)?;
     if let Some(w) = &flow.window {
-        flow.stalled.set(w.open.get() > 0 && w.last_progress.get().elapsed() > STALL);
+        flow.stalled.set(w.stalled(STALL));
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
@@ -429,7 +444,7 @@ async fn publish_closed(mut conn: Conn, flow: Rc<Flow>, templates: Vec<(Vec<u8>,
                 // Single-threaded: no completion can slip in between the check above and the
                 // registration of this waiter on its first poll.
                 tokio::select! {
-                    _ = window.wake.notified() => {}
+                    _ = window.progress() => {}
                     read = conn.fill() => {
                         read?;
                         let now = stamp::now_nanos();

@@ -27,6 +27,8 @@ pub enum Scenario {
     Calls,
     /// Fan-out across cluster nodes sharing one Redis, against a single node.
     Cluster,
+    /// Live-commerce reactions with their stats fanned out to every viewer.
+    Reactions,
 }
 
 impl Scenario {
@@ -39,6 +41,7 @@ impl Scenario {
             Self::Connections => "connections",
             Self::Calls => "calls",
             Self::Cluster => "cluster",
+            Self::Reactions => "reactions",
         }
     }
 
@@ -50,6 +53,7 @@ impl Scenario {
             Self::Latency => ("p99 latency (µs)", false),
             Self::Connections => ("broker RSS per connection (bytes)", false),
             Self::Calls => ("calls/s", true),
+            Self::Reactions => ("reactions/s ingested", true),
         }
     }
 }
@@ -206,6 +210,39 @@ pub struct Calls {
     pub errors: u64,
 }
 
+/// `reactions` results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reactions {
+    /// Viewers joined to the session.
+    pub viewers: u64,
+    /// Sender connections.
+    pub senders: u64,
+    /// Reactions the server counted in the window: the rise of the `total` its `reaction-stats` reported.
+    pub ingested: u64,
+    /// Ingested reactions per second (the headline).
+    pub ingested_per_sec: f64,
+    /// Reactions sent in the window.
+    pub sent: u64,
+    /// Sent per second.
+    pub sent_per_sec: f64,
+    /// `reaction-stats` delivered to viewers.
+    pub stats_delivered: u64,
+    /// `reaction-stats` deliveries per second, all viewers together.
+    pub stats_per_sec: f64,
+    /// `new-reaction` deliveries per second, all viewers together.
+    pub new_reaction_per_sec: f64,
+    /// Bytes viewers read from their sockets, MB/s.
+    pub wire_mb_per_sec: f64,
+    /// Viewers that got no `reaction-stats` in the window (should be 0).
+    pub viewers_without_stats: u64,
+    /// Fewest `reaction-stats` one viewer got in the window.
+    pub min_stats_per_viewer: u64,
+    /// Longest time one viewer went without `reaction-stats` in the window, ms.
+    pub max_stats_gap_ms: f64,
+    /// Every viewer received stats, none went longer than the gap limit without.
+    pub every_viewer_fed: bool,
+}
+
 /// One target's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -223,6 +260,8 @@ pub struct Row {
     pub calls: Option<Calls>,
     /// Connections scenario.
     pub connections: Option<Connections>,
+    /// Reactions scenario.
+    pub reactions: Option<Reactions>,
     /// Publish→deliver (pub/sub), call (calls) or handshake (connections) latency.
     pub latency: Option<Latency>,
     /// Server CPU over the window, in cores (1.0 = the whole pinned core).
@@ -262,6 +301,7 @@ impl Row {
             throughput: None,
             calls: None,
             connections: None,
+            reactions: None,
             latency: None,
             server_cpu: None,
             generator_cpu: None,
@@ -293,6 +333,20 @@ impl Row {
         self.processes = s.processes.clone();
     }
 
+    /// The error frames and ended connections of the run, each with the first one's text.
+    pub fn set_faults(
+        &mut self,
+        errors: u64,
+        first_error: Option<String>,
+        disconnects: u64,
+        first_disconnect: Option<String>,
+    ) {
+        self.errors = errors;
+        self.first_error = first_error;
+        self.disconnects = disconnects;
+        self.first_disconnect = first_disconnect;
+    }
+
     /// The phase of a `cluster` row.
     pub fn phase(&self) -> Option<Phase> {
         self.cluster.as_ref().map(|c| c.phase)
@@ -316,6 +370,7 @@ impl Row {
             Scenario::Latency => self.latency.as_ref().map(|l| l.p99_us as f64),
             Scenario::Connections => self.connections.as_ref().and_then(|c| c.rss_per_connection_bytes),
             Scenario::Calls => self.calls.as_ref().map(|c| c.ops_per_sec),
+            Scenario::Reactions => self.reactions.as_ref().map(|r| r.ingested_per_sec),
             Scenario::Cluster => match self.phase()? {
                 Phase::Throughput => self.throughput.as_ref().map(|t| t.delivered_per_sec),
                 Phase::Latency => self.latency.as_ref().map(|l| l.p99_us as f64),
@@ -523,6 +578,55 @@ impl Report {
                         let mut line = vec![r.target.clone()];
                         line.push(r.calls.as_ref().map_or("-".into(), |c| si(c.ops_per_sec)));
                         line.extend(lat(&r.latency));
+                        line.extend(common_columns(r));
+                        line
+                    })
+                    .collect();
+                out.push_str(&grid(&header, lines));
+            }
+            Scenario::Reactions => {
+                let header = [
+                    "target",
+                    "react/s",
+                    "sent/s",
+                    "stats/s",
+                    "new-reaction/s",
+                    "MB/s",
+                    "p50",
+                    "p99",
+                    "max gap",
+                    "starved",
+                    "srv CPU",
+                    "gen CPU",
+                    "RSS",
+                    "vs chorus",
+                ];
+                let lines = self
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let mut line = vec![r.target.clone()];
+                        match &r.reactions {
+                            Some(x) => line.extend([
+                                si(x.ingested_per_sec),
+                                si(x.sent_per_sec),
+                                si(x.stats_per_sec),
+                                si(x.new_reaction_per_sec),
+                                format!("{:.1}", x.wire_mb_per_sec),
+                            ]),
+                            None => line.extend(vec!["-".into(); 5]),
+                        }
+                        match &r.latency {
+                            Some(l) => line.extend([micros(l.p50_us as f64), micros(l.p99_us as f64)]),
+                            None => line.extend(["-".into(), "-".into()]),
+                        }
+                        match &r.reactions {
+                            Some(x) => line.extend([
+                                micros(x.max_stats_gap_ms * 1e3),
+                                format!("{}/{}", x.viewers_without_stats, x.viewers),
+                            ]),
+                            None => line.extend(["-".into(), "-".into()]),
+                        }
                         line.extend(common_columns(r));
                         line
                     })

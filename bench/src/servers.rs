@@ -143,6 +143,8 @@ impl Launcher {
             // Generous limits: the bench measures throughput, not the default per-client protections.
             "--publish-rate",
             "100000000",
+            "--commerce-interaction-rate",
+            "100000000",
             "--outbound-queue-bytes",
             "4194304",
             "--max-subscriptions",

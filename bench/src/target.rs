@@ -72,6 +72,12 @@ impl Target {
         }
     }
 
+    /// Whether it speaks the live-commerce events (`reactions`): chorus MessagePack (WebSocket, QUIC)
+    /// and Socket.IO (chorus's gateway, the Node peer).
+    pub fn speaks_commerce(self) -> bool {
+        matches!(self, Self::ChorusMsgpack | Self::ChorusQuic | Self::ChorusSocketio | Self::Socketio)
+    }
+
     /// Whether it is a chorus target.
     pub fn is_chorus(self) -> bool {
         self.server() == ServerKind::Chorus

@@ -5,6 +5,10 @@
 //! neither the release build nor nats-server nor Node is needed. Asserts that every target delivered or
 //! answered something and that each scenario wrote well-formed JSON results. Performance is not checked.
 //!
+//! `reactions` runs against a node of this process serving the live-commerce module (its per-connection
+//! reaction limit raised, as the harness raises the binary's) and its Socket.IO namespace, over native
+//! MessagePack and the Socket.IO gateway.
+//!
 //! `cluster` runs against three nodes of this process joined through a `redis-server` the test starts
 //! (`chorus_testkit::RedisServer`; Debian `apt-get install -y redis-server`, CI installs it), with a fourth node
 //! without Redis as the single-node baseline.
@@ -20,6 +24,35 @@ const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 fn rows(json: &Value) -> &Vec<Value> {
     json["rows"].as_array().expect("rows is an array")
+}
+
+/// An in-process node's config: HTTP on loopback port 0, no QUIC, the test secret, then `extra`.
+fn node_config(data: &Path, extra: &[&str]) -> Config {
+    let base = ["chorus", "--listen", "127.0.0.1:0", "--disable-quic", "--jwt-secret", SECRET, "--log", "warn"];
+    let data = ["--data-dir", data.to_str().unwrap()];
+    Config::load_from(base.iter().chain(&data).chain(extra).copied()).unwrap()
+}
+
+/// Runs `chorus-bench <scenario> <args>` writing into `out`; checks that it succeeded, printed the table
+/// and wrote the scenario's JSON. Returns the JSON, stdout and stderr.
+async fn run_bench(scenario: &str, args: &[&str], out: &Path) -> (Value, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus-bench"))
+        .arg(scenario)
+        .args(args)
+        .arg("--out-dir")
+        .arg(out)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{scenario} {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains(&format!("== {scenario} ==")), "{scenario}: no table\n{stdout}");
+    let json: Value = serde_json::from_slice(&std::fs::read(out.join(format!("{scenario}.json"))).unwrap())
+        .unwrap_or_else(|e| panic!("{scenario}: results are not JSON: {e}"));
+    assert_eq!(json["scenario"], scenario);
+    (json, stdout, stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,20 +152,7 @@ async fn every_scenario_runs_against_chorus() {
 #[tokio::test]
 async fn an_unknown_method_is_reported_not_crashed_on() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = Config::load_from([
-        "chorus",
-        "--listen",
-        "127.0.0.1:0",
-        "--disable-quic",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--jwt-secret",
-        SECRET,
-        "--log",
-        "warn",
-    ])
-    .unwrap();
+    let config = node_config(&dir.path().join("data"), &[]);
     let server = chorus_core::server::start(config, Vec::new()).await.unwrap();
     let out = dir.path().join("results");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus-bench"))
@@ -183,23 +203,14 @@ async fn the_cluster_scenario_runs_against_three_nodes_and_one() {
         nodes.push(chorus_core::server::start(node(name, true), Vec::new()).await.unwrap());
     }
     let attach_nodes = nodes.iter().map(|n| n.http_addr.to_string()).collect::<Vec<_>>().join(",");
-    let out = dir.path().join("results");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus-bench"))
-        .args(["cluster", "--targets", "chorus-msgpack", "--no-pin", "--warmup", "0.2", "--duration", "0.6"])
-        .args(["--subscribers", "12", "--publish-from", "every", "--rate", "200", "--no-charts"])
-        .args(["--attach-http", &single.http_addr.to_string(), "--attach-pid", &std::process::id().to_string()])
-        .args(["--attach-nodes", &attach_nodes, "--out-dir", out.to_str().unwrap()])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "cluster failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("== cluster =="), "no table\n{stdout}");
-    let json: Value = serde_json::from_slice(&std::fs::read(out.join("cluster.json")).unwrap())
-        .unwrap_or_else(|e| panic!("cluster: results are not JSON: {e}"));
-    assert_eq!(json["scenario"], "cluster");
+    let (single_http, pid) = (single.http_addr.to_string(), std::process::id().to_string());
+    let args = [
+        ["--targets", "chorus-msgpack", "--no-pin", "--warmup", "0.2", "--duration", "0.6"].as_slice(),
+        &["--subscribers", "12", "--publish-from", "every", "--rate", "200", "--no-charts"],
+        &["--attach-http", &single_http, "--attach-pid", &pid, "--attach-nodes", &attach_nodes],
+    ]
+    .concat();
+    let (json, stdout, stderr) = run_bench("cluster", &args, &dir.path().join("results")).await;
     let rows = rows(&json);
     assert_eq!(rows.len(), 4, "throughput and latency, single and cluster\n{stdout}");
     for row in rows {
@@ -224,4 +235,43 @@ async fn the_cluster_scenario_runs_against_three_nodes_and_one() {
     for node in nodes.into_iter().chain([single]) {
         node.stopped().await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reactions_scenario_feeds_every_viewer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_config(&dir.path().join("data"), &["--publish-rate", "10000000"]);
+    let settings = chorus_live_commerce::Settings { interactions_per_sec: 10_000_000, ..Default::default() };
+    let services = chorus_core::server::Services {
+        modules: vec![chorus_live_commerce::module_with(settings)],
+        socketio: vec![chorus_live_commerce::socketio()],
+    };
+    let clock = std::sync::Arc::new(chorus_core::store::SystemClock);
+    let server = chorus_core::server::start_services(config, services, clock).await.unwrap();
+    let (http, pid) = (server.http_addr.to_string(), std::process::id().to_string());
+    let args = [
+        ["--targets", "chorus-msgpack,chorus-socketio", "--no-pin", "--warmup", "0.2", "--duration", "0.6"].as_slice(),
+        &["--viewers", "20", "--senders", "2", "--inflight", "16", "--no-charts", "--jwt-secret", SECRET],
+        &["--attach-http", &http, "--attach-pid", &pid],
+    ]
+    .concat();
+    let (json, stdout, stderr) = run_bench("reactions", &args, &dir.path().join("results")).await;
+    let rows = rows(&json);
+    assert_eq!(rows.len(), 2, "one row per target\n{stdout}");
+    for row in rows {
+        let target = row["target"].as_str().unwrap_or("?");
+        assert_eq!(row["status"], "ok", "{target}\n{stdout}\n{stderr}");
+        let r = &row["reactions"];
+        let ingested = r["ingested"].as_u64().unwrap_or(0);
+        assert!(ingested > 0, "{target}: nothing ingested\n{row}");
+        assert!(r["sent"].as_u64().unwrap_or(0) > 0, "{target}: nothing sent\n{row}");
+        assert_eq!(r["viewers"], 20, "{target}");
+        assert_eq!(r["viewers_without_stats"], 0, "{target}: a viewer got no stats\n{row}");
+        assert!(r["min_stats_per_viewer"].as_u64().unwrap_or(0) > 0, "{target}\n{row}");
+        assert!(r["stats_delivered"].as_u64().unwrap_or(0) >= 20, "{target}\n{row}");
+        assert!(row["latency"]["p99_us"].as_u64().unwrap_or(0) > 0, "{target}: no latency\n{row}");
+        assert_eq!(row["errors"], 0, "{target}: refused reactions\n{row}");
+    }
+    server.shutdown();
+    server.stopped().await.unwrap();
 }

@@ -17,6 +17,12 @@ struct ModuleFlags {
     /// Live commerce: the Agora app certificate that signs the RTC tokens (32 hex digits).
     #[arg(long, env = "CHORUS_AGORA_APP_CERTIFICATE", hide_env_values = true, requires = "agora_app_id")]
     agora_app_certificate: Option<String>,
+    /// Live commerce: reactions and product clicks one connection may send per second (a token bucket
+    /// holding as many); beyond it a call is refused with code 2004.
+    #[arg(long, env = "CHORUS_COMMERCE_INTERACTION_RATE",
+          default_value_t = chorus_live_commerce::Settings::default().interactions_per_sec,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    commerce_interaction_rate: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,7 +33,12 @@ fn main() -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let commerce = chorus_live_commerce::Settings { accounts: flags.commerce_accounts, agora, ..Default::default() };
+    let commerce = chorus_live_commerce::Settings {
+        interactions_per_sec: flags.commerce_interaction_rate,
+        accounts: flags.commerce_accounts,
+        agora,
+        ..Default::default()
+    };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)

@@ -2,6 +2,11 @@
 //   join  (room, ack)          -> socket.join(room); ack()
 //   pub   (room, payload)      -> io.to(room).emit("msg", room, payload)
 //   call  (method, args, ack)  -> ack(args)   (no modules here: the nearest equivalent of a call)
+// and the live-commerce seed's reaction path (seed 003), as its Node server does it:
+//   join-session  (sessionId | { sessionId }, ack?)  -> socket.join(sessionId); ack()
+//   send-reaction ({ sessionId, type })              -> count the type in memory, then to the session's room
+//                                                        emit("new-reaction", { type, timestamp }) and
+//                                                        emit("reaction-stats", { sessionId, counts, total })
 // Prints "socketio listening http=<host>:<port>" once bound. WebSocket transport only, no compression.
 "use strict";
 
@@ -20,6 +25,9 @@ const io = new Server(httpServer, {
   maxHttpBufferSize: 1e6,
 });
 
+// sessionId -> { counts: { [type]: n }, total }
+const reactions = new Map();
+
 io.on("connection", (socket) => {
   socket.on("join", (room, ack) => {
     if (typeof room !== "string") return;
@@ -32,6 +40,25 @@ io.on("connection", (socket) => {
   });
   socket.on("call", (method, args, ack) => {
     if (typeof ack === "function") ack(args);
+  });
+  socket.on("join-session", (arg, ack) => {
+    const sessionId = typeof arg === "string" ? arg : arg && arg.sessionId;
+    if (typeof sessionId !== "string") return;
+    socket.join(sessionId);
+    if (typeof ack === "function") ack();
+  });
+  socket.on("send-reaction", (data) => {
+    const { sessionId, type } = data || {};
+    if (typeof sessionId !== "string" || typeof type !== "string") return;
+    let stats = reactions.get(sessionId);
+    if (!stats) {
+      stats = { counts: {}, total: 0 };
+      reactions.set(sessionId, stats);
+    }
+    stats.counts[type] = (stats.counts[type] || 0) + 1;
+    stats.total += 1;
+    io.to(sessionId).emit("new-reaction", { type, timestamp: new Date() });
+    io.to(sessionId).emit("reaction-stats", { sessionId, counts: stats.counts, total: stats.total });
   });
 });
 

@@ -1,5 +1,5 @@
 //! The module's own settings. Embedders pick them with [`crate::module_with`] ([`crate::module`]: the
-//! defaults); the `chorus` binary sets `accounts` and `agora` from its flags.
+//! defaults); the `chorus` binary sets `interactions_per_sec`, `accounts` and `agora` from its flags.
 
 /// Live-commerce settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
