@@ -18,7 +18,7 @@ import ts from "typescript";
 const here = dirname(fileURLToPath(import.meta.url));
 const [scenario, rawOptions] = process.argv.slice(2);
 const options = JSON.parse(rawOptions ?? "{}");
-const WAIT_MS = options.waitMs ?? 15000;
+const WAIT_MS = options.waitMs ?? 30000;
 
 const stdin = createInterface({ input: process.stdin });
 const stdinLines = stdin[Symbol.asyncIterator]();
