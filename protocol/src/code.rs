@@ -131,6 +131,9 @@ pub enum CloseCode {
     GoingAway = 1001,
     /// The peer broke the transport protocol (WebSocket-level).
     ProtocolError = 1002,
+    /// The peer sent a kind of WebSocket message the connection's codec does not use (a text message on a
+    /// MessagePack connection).
+    UnsupportedData = 1003,
     /// Authentication failed: bad, expired or forged token.
     PolicyViolation = 1008,
     /// A frame exceeded the negotiated `max_frame_bytes`.
@@ -161,6 +164,7 @@ impl CloseCode {
             Self::Normal,
             Self::GoingAway,
             Self::ProtocolError,
+            Self::UnsupportedData,
             Self::PolicyViolation,
             Self::MessageTooBig,
             Self::InternalError,
@@ -179,6 +183,7 @@ impl CloseCode {
             Self::Normal => "normal",
             Self::GoingAway => "going_away",
             Self::ProtocolError => "protocol_error",
+            Self::UnsupportedData => "unsupported_data",
             Self::PolicyViolation => "policy_violation",
             Self::MessageTooBig => "message_too_big",
             Self::InternalError => "internal_error",
@@ -212,7 +217,7 @@ mod tests {
 
     #[test]
     fn close_codes_round_trip() {
-        for n in [1000, 1001, 1002, 1008, 1009, 1011, 4000, 4001, 4002, 4003] {
+        for n in [1000, 1001, 1002, 1003, 1008, 1009, 1011, 4000, 4001, 4002, 4003] {
             assert_eq!(CloseCode::from_u16(n).map(CloseCode::as_u16), Some(n));
         }
         assert_eq!(CloseCode::from_u16(4999), None);
