@@ -5,10 +5,15 @@
 
 mod auth;
 mod bad_input;
+mod cli;
 mod cluster;
+mod config;
+mod logs;
 mod metrics;
 mod modules;
+mod plain_errors;
 mod prometheus;
+mod quickstart;
 mod recovery;
 mod redis_cluster;
 mod shutdown;

@@ -3,10 +3,11 @@
 //! [`RedisServer`] runs Debian's `redis-server` on a free loopback port in a directory of its own,
 //! waits until it accepts connections, and kills it when dropped. [`socketio`] runs the real Socket.IO
 //! client libraries (Node and Python) as scenarios against a broker; [`http`] is the one raw HTTP client
-//! every suite uses.
+//! every suite uses; [`plain`] checks that messages for people carry no Rust type names.
 #![warn(missing_docs)]
 
 pub mod http;
+pub mod plain;
 pub mod socketio;
 
 use anyhow::{Context, Result, bail};
