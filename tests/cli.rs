@@ -64,3 +64,35 @@ async fn subscribe_resumes_after_a_broker_restart() {
     publish(&broker.ws_url(""), "\"after\"").await;
     assert_eq!(next_event().await["payload"], "after");
 }
+
+#[tokio::test]
+async fn subscribe_prints_the_modules_snapshot_first() {
+    let broker = Broker::start(&[]).await;
+    let organizer = format!("Bearer {}", token(serde_json::json!({"sub": "olga", "role": "organizer"})));
+    let body = r#"{"title": "Gig", "seatCapacity": 5}"#;
+    let (status, created) =
+        http_request(broker.http, "POST", "/api/events", &[("Authorization", organizer.as_str())], Some(body))
+            .await
+            .expect("HTTP");
+    assert_eq!(status, 201, "{created}");
+    let id = serde_json::from_str::<serde_json::Value>(&created).expect("JSON")["id"].as_u64().expect("id");
+    let topic = format!("booking/event/{id}");
+    let mut subscriber = Command::new(env!("CARGO_BIN_EXE_chorus-cli"))
+        .args(["subscribe", &topic])
+        .env("CHORUS_URL", broker.ws_url(""))
+        .env_remove("CHORUS_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn chorus-cli");
+    let mut lines = BufReader::new(subscriber.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("a line within 30 s")
+        .expect("read")
+        .expect("chorus-cli still running");
+    let snapshot: serde_json::Value = serde_json::from_str(&first).expect("JSON line");
+    assert_eq!(snapshot["topic"], topic.as_str(), "{snapshot}");
+    assert_eq!(snapshot["snapshot"]["availableSeats"], 5, "{snapshot}");
+}
