@@ -90,16 +90,23 @@ enum Command {
     },
     /// Subscribe to a topic; print its snapshot (if its module has one) and its events as JSON lines.
     /// Reconnects and resumes from the last event when the connection is lost (e.g. a broker restart).
-    Subscribe { topic: String },
+    Subscribe {
+        /// The topic, e.g. `chat/lobby`.
+        topic: String,
+    },
     /// Publish a JSON value to a topic and print its seq.
     Publish {
+        /// The topic, e.g. `chat/lobby`.
         topic: String,
+        /// The payload: any JSON value, e.g. `{"text":"hello"}`.
         #[arg(value_name = "JSON", value_parser = json_arg)]
         value: Payload,
     },
     /// Call a module method (`module.method`) with JSON arguments (default `{}`) and print the result.
     Call {
+        /// `module.method`, e.g. `chorus.presence`.
         method: String,
+        /// The arguments as JSON.
         #[arg(value_name = "JSON", value_parser = json_arg, default_value = "{}")]
         args: Payload,
     },
