@@ -5,7 +5,9 @@
 //!
 //! The commands are README's own `cargo run --release -p chorus-broker ...`, so this test builds the release
 //! binaries in the workspace's target dir the first time (what a reader's first command does) and reuses
-//! them afterwards. The shells run at the lowest CPU priority so that build does not starve the other tests.
+//! them afterwards, as a reader's later commands do (the shells get a reader's environment, without the
+//! variables cargo sets for tests). They run at the lowest CPU priority so that build does not starve the
+//! other tests.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -55,9 +57,13 @@ struct Terminal {
 impl Terminal {
     fn open(block: &str, env: &[(&str, String)]) -> Self {
         let mut cmd = Command::new("nice");
-        cmd.args(["-n", "19", "bash", "-e", "-c", block])
-            .current_dir(workspace())
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        cmd.args(["-n", "19", "bash", "-e", "-c", block]).current_dir(workspace());
+        // A reader's terminal has none of the variables cargo sets for this test process; build scripts
+        // (ring's) rerun when they change, so leaving them in would rebuild half the release build.
+        for (key, _) in std::env::vars().filter(|(key, _)| set_by_cargo_test(key)) {
+            cmd.env_remove(key);
+        }
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -83,6 +89,17 @@ impl Drop for Terminal {
             let _ = std::process::Command::new("kill").args([signal, "--", &format!("-{}", self.group)]).status();
         }
     }
+}
+
+/// The variables cargo sets for a running test (not a developer's own settings such as `CARGO_HOME`,
+/// `CARGO_TARGET_DIR` or `CARGO_PROFILE_*`).
+fn set_by_cargo_test(key: &str) -> bool {
+    key == "CARGO"
+        || key == "OUT_DIR"
+        || ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_CFG_"]
+            .iter()
+            .any(|p| key.starts_with(p))
+        || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR"].contains(&key)
 }
 
 /// Reads lines (echoing them for the test log) until one satisfies `done`; returns it.
