@@ -5,14 +5,19 @@
 
 mod auth;
 mod bad_input;
+mod cli;
 mod cluster;
 mod commerce_accounts;
+mod config;
 mod demos;
 mod deploy;
 mod jwt_attacks;
+mod logs;
 mod metrics;
 mod modules;
+mod plain_errors;
 mod prometheus;
+mod quickstart;
 mod recovery;
 mod redis_cluster;
 mod roster;

@@ -1,7 +1,9 @@
 //! The `chorus` binary: parse the config, set up logging, pick the domain modules, run the node.
 
-use chorus_core::config::Config;
+use chorus_core::config::{Config, LogFormat};
 use chorus_core::server::Services;
+use std::io::IsTerminal;
+use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 /// The modules' settings the binary takes besides the broker's options.
@@ -25,7 +27,18 @@ struct ModuleFlags {
     commerce_interaction_rate: u32,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line of plain words (with its causes), not a debug dump with a backtrace.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let (config, flags) = Config::load_with::<ModuleFlags>()?;
     let agora = match (&flags.agora_app_id, &flags.agora_app_certificate) {
         (Some(id), Some(certificate)) => {
@@ -39,10 +52,13 @@ fn main() -> anyhow::Result<()> {
         agora,
         ..Default::default()
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        // Colour codes only for a person at a terminal; a file or a log shipper gets plain text.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
+    }
     let services = Services {
         modules: vec![
             chorus_event_booking::module(),

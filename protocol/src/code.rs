@@ -131,6 +131,9 @@ pub enum CloseCode {
     GoingAway = 1001,
     /// The peer broke the transport protocol (WebSocket-level).
     ProtocolError = 1002,
+    /// The peer sent a kind of WebSocket message the connection's codec does not use (a text message on a
+    /// MessagePack connection).
+    UnsupportedData = 1003,
     /// A WebSocket text message or close reason was not valid UTF-8 (RFC 6455 §8.1).
     InvalidText = 1007,
     /// Authentication failed: bad, expired or forged token.
@@ -163,6 +166,7 @@ impl CloseCode {
             Self::Normal,
             Self::GoingAway,
             Self::ProtocolError,
+            Self::UnsupportedData,
             Self::InvalidText,
             Self::PolicyViolation,
             Self::MessageTooBig,
@@ -182,6 +186,7 @@ impl CloseCode {
             Self::Normal => "normal",
             Self::GoingAway => "going_away",
             Self::ProtocolError => "protocol_error",
+            Self::UnsupportedData => "unsupported_data",
             Self::InvalidText => "invalid_text",
             Self::PolicyViolation => "policy_violation",
             Self::MessageTooBig => "message_too_big",
@@ -216,7 +221,7 @@ mod tests {
 
     #[test]
     fn close_codes_round_trip() {
-        for n in [1000, 1001, 1002, 1007, 1008, 1009, 1011, 4000, 4001, 4002, 4003] {
+        for n in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 4000, 4001, 4002, 4003] {
             assert_eq!(CloseCode::from_u16(n).map(CloseCode::as_u16), Some(n));
         }
         assert_eq!(CloseCode::from_u16(4999), None);

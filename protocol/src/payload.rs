@@ -115,8 +115,8 @@ impl Payload {
     /// Deserializes into a Rust type.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, PayloadError> {
         match self.codec {
-            Codec::MsgPack => rmp_serde::from_slice(&self.raw).map_err(|e| PayloadError::Shape(e.to_string())),
-            Codec::Json => serde_json::from_slice(&self.raw).map_err(|e| PayloadError::Shape(e.to_string())),
+            Codec::MsgPack => rmp_serde::from_slice(&self.raw).map_err(|e| PayloadError::Shape(plain_shape(&e))),
+            Codec::Json => serde_json::from_slice(&self.raw).map_err(|e| PayloadError::Shape(plain_shape(&e))),
         }
     }
 
@@ -152,6 +152,25 @@ impl PartialEq for Payload {
         }
         self.to_json() == other.to_json()
     }
+}
+
+/// A serde error in words for whoever sent the payload: serde names the Rust type it expected
+/// (`expected struct TopicArgs`), which means nothing to a client; say what shape it is instead.
+fn plain_shape(e: &dyn fmt::Display) -> String {
+    let mut text = e.to_string();
+    for (rust, plain) in [("struct ", "an object"), ("enum ", "one of the documented values")] {
+        for kind in ["expected tuple ", "expected unit ", "expected "] {
+            let needle = format!("{kind}{rust}");
+            while let Some(at) = text.find(&needle) {
+                let name_start = at + needle.len();
+                let name_len = text[name_start..]
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .unwrap_or(text.len() - name_start);
+                text.replace_range(at..name_start + name_len, &format!("expected {plain}"));
+            }
+        }
+    }
+    text
 }
 
 impl fmt::Debug for Payload {
@@ -252,6 +271,22 @@ impl<'de> de::Visitor<'de> for JsonCheck<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn shape_errors_name_no_rust_types() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct TopicArgs {
+            topic: String,
+        }
+        for payload in [
+            Payload::from_json(Bytes::from_static(b"\"x\"")).unwrap(),
+            Payload::from_msgpack(Payload::from_value(&json!("x")).unwrap().encoded(Codec::MsgPack).unwrap()).unwrap(),
+        ] {
+            let PayloadError::Shape(text) = payload.decode::<TopicArgs>().unwrap_err() else { panic!() };
+            assert!(text.contains("expected an object") && !text.contains("TopicArgs"), "{text}");
+        }
+    }
 
     #[test]
     fn transcodes_both_ways() {

@@ -186,6 +186,17 @@ fn close_code_table_lists_every_code() {
 }
 
 #[test]
+fn code_tables_are_in_plain_words() {
+    for name in ["error-codes", "close-codes"] {
+        let start = SPEC.find(&format!("<!-- table: {name} -->")).expect("table");
+        let body = &SPEC[start..];
+        for row in body[..body.find("<!-- /table -->").expect("table end")].lines().filter(|l| l.starts_with("| ")) {
+            chorus_testkit::plain::assert_plain(name, row);
+        }
+    }
+}
+
+#[test]
 fn names_and_limits_match_the_crate() {
     for needle in [
         chorus_protocol::SUBPROTOCOL_MSGPACK.to_owned(),

@@ -105,6 +105,8 @@ impl AuthError {
 /// Verifies tokens with the configured key and pinned algorithm.
 pub struct Verifier {
     key: Option<(DecodingKey, Validation)>,
+    /// The accepted algorithm's name, for refusals.
+    accepted: String,
 }
 
 impl Verifier {
@@ -145,7 +147,9 @@ impl Verifier {
             required.push("iss");
         }
         validation.set_required_spec_claims(&required);
-        Ok(Self { key: key.map(|k| (k, validation)) })
+        let accepted =
+            clap::ValueEnum::to_possible_value(&config.jwt_alg).map_or_else(String::new, |v| v.get_name().to_owned());
+        Ok(Self { key: key.map(|k| (k, validation)), accepted })
     }
 
     /// Whether any token can be accepted (false: guests only).
@@ -156,14 +160,14 @@ impl Verifier {
     /// Verifies a token and extracts the identity.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let (key, validation) = self.key.as_ref().ok_or(AuthError::NotConfigured)?;
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(AuthError::Invalid(format!("token longer than {MAX_TOKEN_BYTES} bytes")));
+        if token.trim().is_empty() {
+            return Err(AuthError::Invalid("the token is empty".into()));
         }
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-            kind => AuthError::Invalid(format!("{kind:?}")),
-        })?;
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid(format!("the token is longer than {MAX_TOKEN_BYTES} bytes")));
+        }
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
+            .map_err(|e| refusal(token, e.kind(), &self.accepted))?;
         Identity::from_claims(data.claims)
     }
 
@@ -174,6 +178,44 @@ impl Verifier {
             None => Ok(Identity::guest(conn_id)),
         }
     }
+}
+
+/// Why `token` was refused, in words a client developer can act on (the error code is the machine-readable
+/// part; these texts never name a Rust type).
+fn refusal(token: &str, kind: &ErrorKind, accepted: &str) -> AuthError {
+    let text = match kind {
+        ErrorKind::ExpiredSignature => return AuthError::Expired,
+        ErrorKind::ImmatureSignature => return AuthError::NotYetValid,
+        ErrorKind::InvalidSignature => "the signature does not match: the token was signed with another key".into(),
+        ErrorKind::InvalidAlgorithm => match header_alg(token) {
+            Some(alg) => format!("the token is signed with {alg}; this server accepts only {accepted}"),
+            None => format!("the token's algorithm does not match; this server accepts only {accepted}"),
+        },
+        ErrorKind::Json(_) => match header_alg(token) {
+            Some(alg) if !is_known_alg(&alg) => {
+                format!("the token names the algorithm `{alg}`; this server accepts only {accepted}")
+            }
+            _ => "the token's header or claims are not valid JWT JSON".into(),
+        },
+        ErrorKind::MissingRequiredClaim(claim) => format!("the token has no `{claim}` claim"),
+        ErrorKind::InvalidClaimFormat(claim) => format!("the token's `{claim}` claim has the wrong type"),
+        ErrorKind::Base64(_) | ErrorKind::Utf8(_) => "the token is not base64url-encoded JWT text".into(),
+        _ => "the token is not a JWT (expected three base64url parts separated by dots)".into(),
+    };
+    AuthError::Invalid(text)
+}
+
+/// The `alg` a token's header names, read without verifying anything (to explain a refusal).
+fn header_alg(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).ok()?;
+    let header: Value = serde_json::from_slice(&bytes).ok()?;
+    header.get("alg")?.as_str().map(str::to_owned)
+}
+
+fn is_known_alg(alg: &str) -> bool {
+    alg.parse::<Algorithm>().is_ok()
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive, token trimmed);

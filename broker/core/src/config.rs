@@ -3,9 +3,11 @@
 //! Precedence: flag > environment > file > built-in default. `chorus --help` lists every default.
 
 use anyhow::{Context as _, bail};
+use clap::builder::ValueParser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser};
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,6 +28,15 @@ pub enum JwtAlg {
 /// No flags besides the broker's ([`Config::load_from`]).
 #[derive(Debug, Clone, Copy, clap::Args)]
 struct NoFlags {}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`, `span`, `spans`), for log shippers.
+    Json,
+}
 
 /// Broker configuration.
 #[derive(Debug, Clone, Parser)]
@@ -87,6 +98,10 @@ pub struct Config {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `chorus_core=debug`.
     #[arg(long, env = "CHORUS_LOG", default_value = "info")]
     pub log: String,
+
+    /// Log format: `text`, or `json` (one object per line).
+    #[arg(long, env = "CHORUS_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 
     /// Largest inbound frame in bytes.
     #[arg(long, env = "CHORUS_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
@@ -201,22 +216,39 @@ impl Config {
         T: Into<OsString> + Clone,
     {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let mut cmd = A::augment_args(Self::command());
+        let mut cmd = lenient(A::augment_args(Self::command()));
+        let mut file = None;
         if let Some(path) = config_path(&args) {
             let text =
                 std::fs::read_to_string(&path).with_context(|| format!("reading config file {}", path.display()))?;
             let table: toml::Table =
                 toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
             let known: Vec<String> = cmd.get_arguments().map(|a| a.get_id().to_string()).collect();
+            let mut keys = Vec::new();
             for (key, value) in table {
                 if !known.contains(&key) || key == "config" {
+                    let snake = key.replace('-', "_");
+                    if snake != key && known.contains(&snake) {
+                        bail!(
+                            "config file {}: unknown key `{key}`; did you mean `{snake}`? (keys are snake_case)",
+                            path.display()
+                        );
+                    }
                     bail!("config file {}: unknown key `{key}`", path.display());
                 }
                 let value = toml_to_arg(&key, &value)?;
-                cmd = cmd.mut_arg(key, |a| a.default_value(value));
+                cmd = cmd.mut_arg(&key, |a| a.default_value(value));
+                keys.push(key);
             }
+            file = Some((path, keys));
         }
-        let matches: ArgMatches = cmd.try_get_matches_from(args).unwrap_or_else(|e| e.exit());
+        let matches: ArgMatches = match cmd.try_get_matches_from_mut(&args) {
+            Ok(matches) => matches,
+            Err(e) => match bad_value(&cmd, &e, &args, file.as_ref()) {
+                Some(message) => bail!(message),
+                None => e.exit(),
+            },
+        };
         let mut config = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         let flags = A::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         config.check()?;
@@ -253,7 +285,8 @@ impl Config {
         match (self.jwt_alg, &self.jwt_secret, &self.jwt_public_key) {
             (JwtAlg::Hs256, None, Some(_)) => bail!("--jwt-public-key needs --jwt-alg RS256 or EdDSA"),
             (JwtAlg::Rs256 | JwtAlg::EdDsa, Some(_), None) => {
-                bail!("--jwt-alg {:?} needs --jwt-public-key", self.jwt_alg)
+                let alg = clap::ValueEnum::to_possible_value(&self.jwt_alg).map(|v| v.get_name().to_owned());
+                bail!("--jwt-alg {} needs --jwt-public-key", alg.unwrap_or_default())
             }
             _ => Ok(()),
         }
@@ -268,6 +301,89 @@ impl Config {
     pub fn hello_timeout(&self) -> Duration {
         Duration::from_secs(self.hello_timeout_secs)
     }
+}
+
+/// Widens what the options accept, whichever struct declares them: booleans take `1/0`, `yes/no`,
+/// `on/off` and `true/false` (operators' habits from other daemons), addresses take a host name
+/// (`localhost:7400`) as well as an IP.
+fn lenient(cmd: clap::Command) -> clap::Command {
+    let bool_type = ValueParser::bool().type_id();
+    let address_type = ValueParser::from(clap::value_parser!(SocketAddr)).type_id();
+    let ids: Vec<(clap::Id, bool)> = cmd
+        .get_arguments()
+        .filter_map(|a| {
+            let kind = a.get_value_parser().type_id();
+            (kind == bool_type || kind == address_type).then(|| (a.get_id().clone(), kind == bool_type))
+        })
+        .collect();
+    ids.into_iter().fold(cmd, |cmd, (id, is_bool)| {
+        cmd.mut_arg(id, |a| if is_bool { a.value_parser(boolean) } else { a.value_parser(socket_addr) })
+    })
+}
+
+/// `true/false`, `yes/no`, `on/off`, `1/0` (any case).
+fn boolean(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err("expected true/false, yes/no, on/off or 1/0".to_owned()),
+    }
+}
+
+/// `ip:port`, or `host:port` resolved now (an IPv4 address first, as clients' `127.0.0.1` defaults expect).
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let hint = "expected host:port, e.g. 0.0.0.0:7400 or localhost:7400";
+    let addrs: Vec<SocketAddr> = text.to_socket_addrs().map_err(|e| format!("{hint} ({e})"))?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{hint} ({text} resolves to nothing)"))
+}
+
+/// For a value clap refused, the message naming where it came from: the flag, the environment variable,
+/// or the config file and key (clap itself always names the flag). `None` for other errors.
+fn bad_value(
+    cmd: &clap::Command,
+    e: &clap::Error,
+    args: &[OsString],
+    file: Option<&(PathBuf, Vec<String>)>,
+) -> Option<String> {
+    if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+        return None;
+    }
+    let Some(ContextValue::String(shown)) = e.get(ContextKind::InvalidArg) else { return None };
+    let arg = cmd.get_arguments().find(|a| {
+        a.get_long().is_some_and(|long| shown.split([' ', '=']).next() == Some(format!("--{long}").as_str()))
+    })?;
+    let long = arg.get_long()?;
+    let id = arg.get_id().as_str();
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => v.clone(),
+        _ => String::new(),
+    };
+    let reason = match (std::error::Error::source(e), e.get(ContextKind::ValidValue)) {
+        (Some(cause), _) => cause.to_string(),
+        (None, Some(ContextValue::Strings(valid))) => format!("expected one of {}", valid.join(", ")),
+        _ => "not a valid value".to_owned(),
+    };
+    let flag = format!("--{long}");
+    let on_command_line = args.iter().skip(1).any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    let env = arg.get_env().filter(|name| std::env::var_os(name).is_some());
+    let source = match (on_command_line, env, file.filter(|(_, keys)| keys.iter().any(|k| k == id))) {
+        (true, _, _) => format!("{flag} {value:?}"),
+        (false, Some(name), _) => format!("environment variable {}={value:?}", name.to_string_lossy()),
+        (false, None, Some((path, _))) => format!("config file {}, key `{id}` = {value:?}", path.display()),
+        (false, None, None) => format!("{flag} {value:?}"),
+    };
+    Some(format!("{source}: invalid value: {reason}"))
 }
 
 fn config_path(args: &[OsString]) -> Option<PathBuf> {

@@ -50,6 +50,9 @@ pub enum Inbound {
     Closed,
     /// The peer sent a frame larger than `max_frame_bytes`.
     TooLarge,
+    /// The peer sent a WebSocket text message on a MessagePack connection (typically a generic tool that
+    /// offered no subprotocol and speaks JSON).
+    TextOnBinary,
     /// The transport broke (protocol violation, reset): close with this code and reason.
     Broken(CloseCode, String),
 }
@@ -81,6 +84,10 @@ pub(crate) fn end_of_input(queue: &OutQueue, inbound: Inbound, max_frame_bytes: 
         Inbound::TooLarge => {
             queue.close(CloseCode::MessageTooBig, &format!("frame exceeds max_frame_bytes ({max_frame_bytes})"))
         }
+        Inbound::TextOnBinary => queue.close(
+            CloseCode::UnsupportedData,
+            "text frame on a MessagePack connection: for JSON connect with ?codec=json or subprotocol chorus.v1.json",
+        ),
         Inbound::Broken(code, e) => {
             tracing::debug!(error = %e, "transport error");
             queue.close(code, &e);

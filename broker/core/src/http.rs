@@ -47,7 +47,18 @@ pub fn router(
     for routes in module_routes {
         router = router.merge(routes);
     }
-    router.fallback(|| async { json_error(StatusCode::NOT_FOUND, "not found") })
+    // Every route of the core and of the modules answers an unknown path or a method it does not serve
+    // with the documented `{message}` body (axum's own 404/405 have empty bodies).
+    router
+        .method_not_allowed_fallback(|req: Request<Body>| async move {
+            json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{} is not allowed on {}", req.method(), req.uri().path()),
+            )
+        })
+        .fallback(|req: Request<Body>| async move {
+            json_error(StatusCode::NOT_FOUND, &format!("no route for {} {}", req.method(), req.uri().path()))
+        })
 }
 
 /// A JSON `{ "message": ... }` error response, the shape every chorus HTTP error has.

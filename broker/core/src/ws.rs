@@ -109,18 +109,20 @@ pub async fn finish(on_upgrade: OnUpgrade, max_frame_bytes: usize) -> Result<Soc
 /// Splits a socket into the broker's transport halves.
 pub fn split(socket: Socket, codec: Codec) -> (WsSource, WsSink) {
     let (sink, stream) = socket.split();
-    (WsSource { stream }, WsSink { sink, codec })
+    (WsSource { stream, codec }, WsSink { sink, codec })
 }
 
 /// Reading half of a WebSocket connection.
 pub struct WsSource {
     stream: SplitStream<Socket>,
+    codec: Codec,
 }
 
 impl FrameSource for WsSource {
     async fn recv(&mut self) -> Inbound {
         match self.stream.next().await {
             Some(Ok(Message::Binary(b))) => Inbound::Frame(b),
+            Some(Ok(Message::Text(_))) if self.codec == Codec::MsgPack => Inbound::TextOnBinary,
             Some(Ok(Message::Text(t))) => Inbound::Frame(Bytes::from(t)),
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Inbound::Activity,
             Some(Ok(Message::Close(_))) | None => Inbound::Closed,

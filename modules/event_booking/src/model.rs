@@ -206,6 +206,13 @@ impl From<&BookingRecord> for BookingView {
     }
 }
 
+/// The events the caller may see, oldest first (`GET /api/events`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventList {
+    /// The events, each as [`EventView`] shows it to the caller.
+    pub events: Vec<EventView>,
+}
+
 /// The caller's bookings, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BookingList {

@@ -1,7 +1,8 @@
 //! The REST API (JSON, `Authorization: Bearer <jwt>`), documented in the crate's README:
 //!
 //! - `POST /api/events` — create an event (role `admin` or `organizer`) → 201
-//! - `GET /api/events/{id}` — an event with its seats → 200
+//! - `GET /api/events` — the events the caller may see (no token: the public ones) → 200
+//! - `GET /api/events/{id}` — an event with its seats (no token: public events only) → 200
 //! - `POST /api/events/{id}/bookings` — book (`Idempotency-Key` optional) → 201
 //! - `DELETE /api/bookings/{bookingId}` — cancel one's own booking → 200
 //! - `GET /api/bookings` — one's bookings → 200
@@ -36,7 +37,7 @@ struct Rest {
 /// The REST routes.
 pub fn routes(ctx: &Context, bookings: Arc<Bookings>) -> Router {
     Router::new()
-        .route("/api/events", post(create_event))
+        .route("/api/events", post(create_event).get(list_events))
         .route("/api/events/{id}", get(get_event))
         .route("/api/events/{id}/bookings", post(book))
         .route("/api/bookings", get(list_bookings))
@@ -57,13 +58,21 @@ async fn create_event(
     answer(StatusCode::CREATED, result.await)
 }
 
+async fn list_events(State(rest): State<Rest>, headers: HeaderMap) -> Response<Body> {
+    let result = async {
+        let who = rest.reader(&headers)?;
+        rest.bookings.list_events(&who).await
+    };
+    answer(StatusCode::OK, result.await)
+}
+
 async fn get_event(
     State(rest): State<Rest>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Response<Body> {
     let result = async {
-        let who = rest.identity(&headers)?;
+        let who = rest.reader(&headers)?;
         let event_id = requests::event_id_text(&path(id)?)?;
         rest.bookings.view_event(&who, event_id).await
     };
@@ -114,6 +123,15 @@ async fn list_bookings(State(rest): State<Rest>, headers: HeaderMap) -> Response
 }
 
 impl Rest {
+    /// Who reads: the bearer token's identity, or a guest without an `Authorization` header (the access
+    /// rule lets guests see public events). A token that is present but bad is still refused.
+    fn reader(&self, headers: &HeaderMap) -> Result<Identity, BookingError> {
+        match bearer_token(headers) {
+            Some(token) => self.ctx.verify_token(token).map_err(|e| BookingError::Unauthenticated(e.to_string())),
+            None => Ok(Identity::guest(0)),
+        }
+    }
+
     /// The identity of the request's bearer token.
     fn identity(&self, headers: &HeaderMap) -> Result<Identity, BookingError> {
         let missing = || BookingError::Unauthenticated("an Authorization: Bearer <token> header is required".into());

@@ -18,8 +18,8 @@
 use crate::access;
 use crate::error::BookingError;
 use crate::model::{
-    BookReply, BookingList, BookingRecord, BookingStatus, BookingView, CancelReply, ChangeKind, EventRecord, EventView,
-    PendingChange, SeatsRow, TopicEvent,
+    BookReply, BookingList, BookingRecord, BookingStatus, BookingView, CancelReply, ChangeKind, EventList, EventRecord,
+    EventView, PendingChange, SeatsRow, TopicEvent,
 };
 use crate::requests::NewEvent;
 use crate::seats::{Seats, Taken};
@@ -164,6 +164,34 @@ impl Bookings {
         let event = self.visible_event(who, event_id).await?;
         let seats = self.seats.read(event_id).await?;
         Ok(EventView::new(&event, seats.available, access::can_see_acl(&event, who)))
+    }
+
+    /// The events `who` may see (public ones for a guest), oldest first, at most [`MAX_LISTED`], each with
+    /// its current seats.
+    pub async fn list_events(&self, who: &Identity) -> Result<EventList, BookingError> {
+        let page = self.store.scan(EVENT_INDEX, ALL, &Scan::all(MAX_LISTED)).await?;
+        let ids: Vec<u64> = page
+            .rows
+            .iter()
+            .map(|row| {
+                ClusteringKeyReader::new(&row.ck)
+                    .u64()
+                    .ok_or_else(|| BookingError::Internal(format!("unreadable key in {EVENT_INDEX}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let views: Vec<Result<Option<EventView>, BookingError>> =
+            futures_util::stream::iter(ids.into_iter().map(|id| async move {
+                let event = self.event(id).await?;
+                if !access::can_view(&event, who) {
+                    return Ok(None);
+                }
+                let seats = self.seats.read(id).await?;
+                Ok(Some(EventView::new(&event, seats.available, access::can_see_acl(&event, who))))
+            }))
+            .buffered(LIST_READ_CONCURRENCY)
+            .collect()
+            .await;
+        Ok(EventList { events: views.into_iter().filter_map(Result::transpose).collect::<Result<_, _>>()? })
     }
 
     /// The seat update a new subscriber starts from.

@@ -36,6 +36,38 @@ async fn events_are_created_by_organizers_and_read_with_their_seats() {
 }
 
 #[tokio::test]
+async fn events_are_listed_and_public_ones_read_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let addr = server.http_addr;
+    let org = Rest::new(&server, "olga", Some("organizer"));
+    let public = org.event("Open Gig", 10).await;
+    let private = org.create_event(json!({"title": "Backstage", "seatCapacity": 2, "private": true})).await;
+    let private = private.body["id"].as_u64().expect("id");
+    let ids = |answer: &crate::support::Answer| -> Vec<u64> {
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.body["events"].as_array().expect("events").iter().map(|e| e["id"].as_u64().unwrap()).collect()
+    };
+
+    let anonymous = http(addr, "GET", "/api/events", None, &[], None).await;
+    assert_eq!(ids(&anonymous), [public], "without a token: the public events");
+    assert_eq!(anonymous.body["events"][0]["availableSeats"], 10);
+    assert!(anonymous.body["events"][0].get("allowedUsers").is_none());
+    let member = http(addr, "GET", "/api/events", Some(&crate::support::token("mia", None)), &[], None).await;
+    assert_eq!(ids(&member), [public], "a private event stays hidden from who may not see it");
+    let admin = http(addr, "GET", "/api/events", Some(&crate::support::token("root", Some("admin"))), &[], None).await;
+    assert_eq!(ids(&admin), [public, private]);
+
+    let read = http(addr, "GET", &format!("/api/events/{public}"), None, &[], None).await;
+    assert_eq!((read.status, read.body["title"].as_str()), (200, Some("Open Gig")), "{read:?}");
+    let hidden = http(addr, "GET", &format!("/api/events/{private}"), None, &[], None).await;
+    assert_eq!(hidden.status, 403, "{hidden:?}");
+    let forged = http(addr, "GET", "/api/events", Some("not.a.jwt"), &[], None).await;
+    assert_eq!(forged.status, 401, "a bad token is refused, not read as a guest: {forged:?}");
+    stop(server).await;
+}
+
+#[tokio::test]
 async fn bad_requests_get_a_status_and_a_message() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
@@ -44,7 +76,7 @@ async fn bad_requests_get_a_status_and_a_message() {
     let id = org.event("Gig", 2).await;
     let message = |answer: &crate::support::Answer| answer.body["message"].as_str().unwrap_or_default().to_owned();
 
-    let no_token = http(addr, "GET", &format!("/api/events/{id}"), None, &[], None).await;
+    let no_token = http(addr, "POST", &format!("/api/events/{id}/bookings"), None, &[], Some("{\"seats\":1}")).await;
     assert_eq!(
         (no_token.status, message(&no_token).as_str()),
         (401, "an Authorization: Bearer <token> header is required")

@@ -13,8 +13,8 @@ pub enum ClientError {
     /// The network or transport layer failed (socket, TLS, QUIC, WebSocket).
     #[error("transport error: {0}")]
     Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The connection was established but did not reach `welcome`: the WebSocket upgrade was refused, or the
-    /// server's first frame was not `welcome`.
+    /// The connection was established but did not reach `welcome`: the WebSocket upgrade was refused, the
+    /// server's first frame was not `welcome`, or the server's QUIC certificate is not the pinned one.
     #[error("handshake failed: {0}")]
     Handshake(String),
     /// The server refused `hello` with an `error` frame (e.g. 3000 token invalid, 3001 expired).

@@ -5,13 +5,13 @@ use crate::close::CloseInfo;
 use crate::error::ClientError;
 use crate::options::ResolvedTrust;
 use crate::transport::{CLOSE_GRACE, Inbound, Transport};
-use crate::verify::{PinnedVerifier, root_store};
+use crate::verify::{Fingerprint, PinnedVerifier, pin_mismatch, root_store};
 use bytes::{Bytes, BytesMut};
 use chorus_protocol::delimit::{DelimitError, PREFIX_LEN, put_prefix, split_frame};
 use chorus_protocol::{CloseCode, QUIC_ALPN};
 use quinn::{ConnectionError, ReadError, VarInt, WriteError};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Largest chunk taken from the stream per read. Bounds the receive buffer to one frame plus one chunk;
@@ -34,7 +34,8 @@ pub(crate) struct QuicTransport {
     max_inbound_frame_bytes: usize,
 }
 
-fn tls_config(trust: ResolvedTrust) -> Result<rustls::ClientConfig, ClientError> {
+/// The TLS config for `trust`; with a pin, also the slot where a refused certificate's fingerprint lands.
+fn tls_config(trust: ResolvedTrust, refused: &Arc<OnceLock<Fingerprint>>) -> Result<rustls::ClientConfig, ClientError> {
     // An explicit provider: no process-wide default is needed, and a process that also links aws-lc-rs
     // (through other crates) does not panic choosing between them.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -44,7 +45,7 @@ fn tls_config(trust: ResolvedTrust) -> Result<rustls::ClientConfig, ClientError>
     let mut config = match trust {
         ResolvedTrust::Pin(pin) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(pin, provider)))
+            .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(pin, provider, refused.clone())))
             .with_no_client_auth(),
         ResolvedTrust::CaPem(pem) => builder.with_root_certificates(root_store(&pem)?).with_no_client_auth(),
     };
@@ -59,7 +60,12 @@ pub(crate) async fn connect(
     trust: ResolvedTrust,
     max_inbound_frame_bytes: usize,
 ) -> Result<QuicTransport, ClientError> {
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls_config(trust)?)
+    let pin = match &trust {
+        ResolvedTrust::Pin(pin) => Some(*pin),
+        ResolvedTrust::CaPem(_) => None,
+    };
+    let refused = Arc::new(OnceLock::new());
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls_config(trust, &refused)?)
         .map_err(|e| ClientError::Config(format!("QUIC TLS: {e}")))?;
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(QUIC_KEEPALIVE));
@@ -73,7 +79,10 @@ pub(crate) async fn connect(
         .connect_with(config, addr, server_name)
         .map_err(|e| ClientError::Config(format!("QUIC connect: {e}")))?
         .await
-        .map_err(ClientError::transport)?;
+        .map_err(|e| match (pin, refused.get()) {
+            (Some(pin), Some(seen)) => pin_mismatch(&pin, seen),
+            _ => ClientError::transport(e),
+        })?;
     let (send, recv) = conn.open_bi().await.map_err(ClientError::transport)?;
     Ok(QuicTransport { endpoint, conn, send, recv, buf: BytesMut::new(), max_inbound_frame_bytes })
 }

@@ -11,12 +11,11 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
-use thiserror::Error;
+use std::sync::{Arc, OnceLock};
 
 /// The SHA-256 digest of a certificate's DER encoding.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,24 +60,28 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
-/// The server presented a certificate other than the pinned one.
-#[derive(Debug, Error)]
-#[error("server certificate SHA-256 {seen} does not match the pinned fingerprint")]
-struct PinMismatch {
-    seen: Fingerprint,
-}
-
-/// Trusts exactly one server certificate, identified by its [`Fingerprint`].
+/// Trusts exactly one server certificate, identified by its [`Fingerprint`]. A refused certificate's
+/// fingerprint is kept so the connect error can say which one the server presented (rustls would report it
+/// only as a debug-formatted certificate error).
 #[derive(Debug)]
 pub(crate) struct PinnedVerifier {
     pin: Fingerprint,
     provider: Arc<CryptoProvider>,
+    refused: Arc<OnceLock<Fingerprint>>,
 }
 
 impl PinnedVerifier {
-    pub(crate) fn new(pin: Fingerprint, provider: Arc<CryptoProvider>) -> Self {
-        Self { pin, provider }
+    pub(crate) fn new(pin: Fingerprint, provider: Arc<CryptoProvider>, refused: Arc<OnceLock<Fingerprint>>) -> Self {
+        Self { pin, provider, refused }
     }
+}
+
+/// The plain-words error for a server whose certificate is not the pinned one.
+pub(crate) fn pin_mismatch(pin: &Fingerprint, seen: &Fingerprint) -> ClientError {
+    ClientError::Handshake(format!(
+        "the server's QUIC certificate has SHA-256 fingerprint {seen}, not the pinned {pin}; \
+         pin the fingerprint the broker printed at start (<data-dir>/quic-cert.sha256)"
+    ))
 }
 
 impl ServerCertVerifier for PinnedVerifier {
@@ -95,8 +98,8 @@ impl ServerCertVerifier for PinnedVerifier {
             Ok(ServerCertVerified::assertion())
         } else {
             tracing::warn!(expected = %self.pin, seen = %seen, "server certificate does not match the pinned fingerprint");
-            let mismatch = PinMismatch { seen };
-            Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(mismatch)))))
+            let _ = self.refused.set(seen);
+            Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))
         }
     }
 

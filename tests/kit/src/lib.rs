@@ -4,11 +4,12 @@
 //! waits until it accepts connections, and kills it when dropped. [`socketio`] runs the real Socket.IO
 //! client libraries (Node and Python) as scenarios against a broker; [`http`] is the one raw HTTP client
 //! every suite uses; [`chromium`] drives a headless Chromium for the browser tests; [`venv`] keeps the
-//! pinned Python tools they run.
+//! pinned Python tools they run; [`plain`] checks that messages for people carry no Rust type names.
 #![warn(missing_docs)]
 
 pub mod chromium;
 pub mod http;
+pub mod plain;
 pub mod socketio;
 pub mod venv;
 

@@ -159,7 +159,7 @@ impl Reader<'_> {
             Marker::FixMap(n) => self.map(usize::from(n), out)?,
             Marker::Map16 => self.sized(2, out, Self::map)?,
             Marker::Map32 => self.sized(4, out, Self::map)?,
-            other => return Err(format!("MessagePack {other:?} has no JSON form")),
+            _ => return Err("MessagePack extension types (and the reserved 0xc1 marker) have no JSON form".to_owned()),
         }
         Ok(())
     }
