@@ -255,7 +255,7 @@ fn print_dev_banner(server: &Server) {
     if let (true, Some(secret)) = (server.node.config.generated_jwt_secret, &server.node.config.jwt_secret) {
         println!("dev mode: generated JWT secret (HS256, this run only): {secret}");
         println!(
-            "dev mode: mint a token: cargo run -q -p chorus-client --example chorus-cli -- mint --secret {secret} --sub alice --name Alice"
+            "dev mode: mint a token: cargo run --release -p chorus-broker --bin chorus-cli -- mint --secret {secret} --sub alice --name Alice"
         );
     }
 }
