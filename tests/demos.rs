@@ -71,7 +71,10 @@ async fn the_landing_page_describes_the_node_and_links_the_demos() {
     // Machine clients' paths answer as before.
     assert_eq!(broker.get("/health").await, (200, "ok".to_owned()));
     let (status, body) = http_request(broker.http, "GET", "/no-such-path", &[], None).await.unwrap();
-    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()), (404, json!({"message": "not found"})));
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()),
+        (404, json!({"message": "no route for GET /no-such-path"}))
+    );
 }
 
 #[tokio::test]

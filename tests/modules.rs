@@ -123,9 +123,11 @@ async fn a_bad_commerce_interaction_rate_is_refused_at_start() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} {env:?} must be refused\n{stderr}");
-        assert!(stderr.contains("--commerce-interaction-rate"), "the message names the flag: {stderr}");
-        let value = env.unwrap_or("0");
-        assert!(stderr.contains(&format!("invalid value '{value}'")), "the message names the value: {stderr}");
+        let source = match env {
+            Some(value) => format!("environment variable CHORUS_COMMERCE_INTERACTION_RATE={value:?}"),
+            None => "--commerce-interaction-rate \"0\"".to_owned(),
+        };
+        assert!(stderr.contains(&format!("{source}: invalid value")), "the message names source and value: {stderr}");
         assert!(
             String::from_utf8_lossy(&out.stdout).is_empty(),
             "nothing listened: {}",

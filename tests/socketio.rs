@@ -352,7 +352,7 @@ mod bad_input {
     #[tokio::test]
     async fn the_gateway_can_be_switched_off_and_moved() {
         let off = Broker::start(&["--disable-socketio"]).await;
-        assert_eq!(off.get(PATH).await, (404, json!({ "message": "not found" }).to_string()));
+        assert_eq!(off.get(PATH).await, (404, json!({ "message": "no route for GET /socket.io/" }).to_string()));
         let moved = Broker::start(&["--socketio-path", "/rt/"]).await;
         let (status, open) = moved.get("/rt/?EIO=4&transport=polling").await;
         assert_eq!(status, 200);

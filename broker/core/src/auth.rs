@@ -290,7 +290,7 @@ mod tests {
         let oversized = token("s3cret", json!({"sub": "u", "exp": now() + 60, "pad": padding}));
         assert_eq!(
             v.verify(&oversized),
-            Err(AuthError::Invalid(format!("token longer than {MAX_TOKEN_BYTES} bytes"))),
+            Err(AuthError::Invalid(format!("the token is longer than {MAX_TOKEN_BYTES} bytes"))),
             "a correctly signed token over the size bound"
         );
     }

@@ -656,42 +656,49 @@ async fn unlink_product(
     )
 }
 
+/// `PATCH …/products/:productId/feature` `{ featured }`.
 async fn feature_product(
     State(rest): State<Rest>,
     headers: HeaderMap,
     Path((id, product_id)): Path<(String, String)>,
     body: RawBody,
 ) -> Response<Body> {
-    respond(
-        async {
-            let who = rest.identity(&headers)?;
-            let body = requests::json_object(&body_bytes(body)?)?;
-            let featured = requests::optional_bool(&body, "featured")?
-                .ok_or_else(|| CommerceError::Invalid("featured is required".into()))?;
-            let view = rest.commerce.change_link(&rest.ctx, &who, &id, &product_id, Some(featured), None).await?;
-            Ok(Reply::message("Featured status updated successfully", view))
-        }
-        .await,
-    )
+    let change = |body: &serde_json::Map<String, Value>| {
+        let featured = requests::optional_bool(body, "featured")?;
+        Ok((Some(featured.ok_or_else(|| CommerceError::Invalid("featured is required".into()))?), None))
+    };
+    respond(change_link(&rest, &headers, &id, &product_id, body, change, "Featured status updated successfully").await)
 }
 
+/// `PATCH …/products/:productId/order` `{ displayOrder }`.
 async fn order_product(
     State(rest): State<Rest>,
     headers: HeaderMap,
     Path((id, product_id)): Path<(String, String)>,
     body: RawBody,
 ) -> Response<Body> {
-    respond(
-        async {
-            let who = rest.identity(&headers)?;
-            let body = requests::json_object(&body_bytes(body)?)?;
-            let order = requests::optional_order(&body, "displayOrder")?
-                .ok_or_else(|| CommerceError::Invalid("displayOrder is required".into()))?;
-            let view = rest.commerce.change_link(&rest.ctx, &who, &id, &product_id, None, Some(order)).await?;
-            Ok(Reply::message("Display order updated successfully", view))
-        }
-        .await,
-    )
+    let change = |body: &serde_json::Map<String, Value>| {
+        let order = requests::optional_order(body, "displayOrder")?;
+        Ok((None, Some(order.ok_or_else(|| CommerceError::Invalid("displayOrder is required".into()))?)))
+    };
+    respond(change_link(&rest, &headers, &id, &product_id, body, change, "Display order updated successfully").await)
+}
+
+/// Changes one product link of a session as its owner: `read` takes the (featured, display order) change
+/// from the body.
+async fn change_link(
+    rest: &Rest,
+    headers: &HeaderMap,
+    id: &str,
+    product_id: &str,
+    body: RawBody,
+    read: impl Fn(&serde_json::Map<String, Value>) -> Result<(Option<bool>, Option<u32>), CommerceError>,
+    message: &str,
+) -> Result<Reply, CommerceError> {
+    let who = rest.identity(headers)?;
+    let (featured, order) = read(&requests::json_object(&body_bytes(body)?)?)?;
+    let view = rest.commerce.change_link(&rest.ctx, &who, id, product_id, featured, order).await?;
+    Ok(Reply::message(message, view))
 }
 
 type RawQuery = Result<Query<HashMap<String, String>>, QueryRejection>;
