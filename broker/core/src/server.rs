@@ -234,13 +234,16 @@ pub async fn run(config: Config, services: Services) -> anyhow::Result<()> {
     let server = start_services(config, services, Arc::new(SystemClock)).await?;
     let quic = server.quic_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
     let fingerprint = server.quic_fingerprint.clone().unwrap_or_else(|| "none".to_owned());
+    // Installed before the listening line: a supervisor (or a test) may signal as soon as it reads it, and
+    // a signal without a handler would kill the node without its drain.
+    let stop = stop_signal()?;
     println!("chorus listening http={} quic={quic} quic_fingerprint={fingerprint}", server.http_addr);
     if server.node.config.dev {
         print_dev_banner(&server);
     }
     let node = server.node.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        stop.await;
         tracing::info!("shutdown requested");
         node.shutdown.cancel();
     });
@@ -260,18 +263,15 @@ fn print_dev_banner(server: &Server) {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGTERM or SIGINT, whichever comes first; both handlers are installed when this returns.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the node");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
