@@ -14,7 +14,7 @@
 
 use crate::engagement::ConversionReport;
 use crate::error::CommerceError;
-use crate::model::{ReactionTotals, Role, Status, ViewRecord};
+use crate::model::{ReactionTotals, Role, SessionRecord, Status, ViewRecord};
 use crate::service::Commerce;
 use crate::tables::{self, CLICKERS, VIEWS};
 use chorus_core::dialect::iso8601;
@@ -170,10 +170,10 @@ pub struct CreatorReport {
 }
 
 impl Commerce {
-    /// Every view record of session `id` (which must exist), oldest first.
-    pub async fn views(&self, ctx: &Context, id: &str) -> Result<Vec<ViewRecord>, CommerceError> {
-        self.session(ctx, id).await?;
-        tables::load_all(ctx.store().as_ref(), VIEWS, id, "view").await
+    /// Session `id` (which must exist) and every view record of it, oldest first.
+    pub async fn views(&self, ctx: &Context, id: &str) -> Result<(SessionRecord, Vec<ViewRecord>), CommerceError> {
+        let session = self.session(ctx, id).await?;
+        Ok((session, tables::load_all(ctx.store().as_ref(), VIEWS, id, "view").await?))
     }
 
     /// The figures of every session of `creator_id`.

@@ -373,8 +373,7 @@ async fn session_analytics(State(rest): State<Rest>, headers: HeaderMap, Path(id
     respond(
         async {
             rest.identity(&headers)?;
-            let session = rest.commerce.session(&rest.ctx, &id).await?;
-            let views = rest.commerce.views(&rest.ctx, &id).await?;
+            let (session, views) = rest.commerce.views(&rest.ctx, &id).await?;
             let now = rest.ctx.clock().now_ms();
             let stats = analytics::viewer_stats(&views, now);
             let mut products = Vec::with_capacity(session.products.len());
@@ -457,7 +456,7 @@ async fn live_viewers(State(rest): State<Rest>, headers: HeaderMap, Path(id): Pa
     respond(
         async {
             rest.identity(&headers)?;
-            let views = rest.commerce.views(&rest.ctx, &id).await?;
+            let (_, views) = rest.commerce.views(&rest.ctx, &id).await?;
             let now = rest.ctx.clock().now_ms();
             let open = |role: Role| -> Vec<Value> {
                 views.iter().filter(|v| v.role == role && v.left_ms.is_none()).map(|v| view_entry(v, now)).collect()
@@ -487,7 +486,7 @@ async fn viewer_history(
             rest.identity(&headers)?;
             let query = query_map(query)?;
             let (limit, offset) = Params(&query).paging(DEFAULT_LIMIT)?;
-            let views = rest.commerce.views(&rest.ctx, &id).await?;
+            let (_, views) = rest.commerce.views(&rest.ctx, &id).await?;
             let now = rest.ctx.clock().now_ms();
             let (mut watched, mut published): (Vec<&ViewRecord>, Vec<&ViewRecord>) =
                 views.iter().partition(|v| v.role == Role::Subscriber);
