@@ -1,20 +1,23 @@
 //! What viewers send while they watch: reactions (`send-reaction`) and product clicks
 //! (`track-product-click`). Both are rate-limited per connection, counted on striped broker counters and
-//! accepted only while the session is live. A reaction publishes `new-reaction` and `reaction-stats` at
-//! once; clicks are reported by the session's 4-second broadcast (`ticker`).
+//! accepted only while the session is live. A reaction publishes `new-reaction` and `reaction-stats`,
+//! paced per session (`reaction_feed`); clicks are reported by the session's 4-second broadcast (`ticker`).
 
 use crate::access::viewer_key;
 use crate::clicks::{ProductStat, check_clickable};
 use crate::error::CommerceError;
 use crate::events::{self, NEW_REACTION, REACTION_STATS};
+use crate::live::Live;
 use crate::model::{ClickStatsRecord, ReactionTotals, Status};
 use crate::rate::Spend;
+use crate::reaction_feed::StatsDue;
 use crate::service::Commerce;
 use crate::tables::{self, CLICK_STATS, REACTIONS, RECORD};
 use crate::ticker;
 use chorus_core::dialect::iso8601;
 use chorus_core::module::{Caller, Context};
 use serde_json::{Value, json};
+use tokio::time::{Instant, sleep_until};
 
 impl Commerce {
     /// Counts a reaction of `kind` in the session and publishes it; returns the `reaction-stats` payload.
@@ -36,15 +39,32 @@ impl Commerce {
             }
             live.reactions.add(ctx, kind)?;
         }
-        let (counts, total) = live.reactions.counts();
-        events::publish(
-            ctx,
-            session_id,
-            NEW_REACTION,
-            json!({ "type": kind, "timestamp": iso8601(ctx.clock().now_ms()) }),
-        );
-        let stats = json!({ "sessionId": session_id, "counts": counts, "total": total });
-        events::publish(ctx, session_id, REACTION_STATS, &stats);
+        let tell = live.feed.reacted(Instant::now());
+        if tell.animate {
+            events::publish(
+                ctx,
+                session_id,
+                NEW_REACTION,
+                json!({ "type": kind, "timestamp": iso8601(ctx.clock().now_ms()) }),
+            );
+        }
+        let stats = reaction_stats(&live);
+        match tell.stats {
+            StatsDue::Now => events::publish(ctx, session_id, REACTION_STATS, &stats),
+            StatsDue::At(when) => {
+                let (ctx, live, shutdown) = (ctx.clone(), live.clone(), ctx.shutdown());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = sleep_until(when) => {
+                            live.feed.sent_later(Instant::now());
+                            events::publish(&ctx, &live.id, REACTION_STATS, &reaction_stats(&live));
+                        }
+                    }
+                });
+            }
+            StatsDue::Scheduled => {}
+        }
         Ok(stats)
     }
 
@@ -64,6 +84,12 @@ impl Commerce {
         ticker::ensure(ctx, &live);
         Ok(())
     }
+}
+
+/// The `reaction-stats` payload: the session's totals now.
+fn reaction_stats(live: &Live) -> Value {
+    let (counts, total) = live.reactions.counts();
+    json!({ "sessionId": live.id, "counts": counts, "total": total })
 }
 
 /// Reaction totals of a session for `GET /api/sessions/:id/reactions`: live counts while this node

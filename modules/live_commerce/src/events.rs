@@ -11,9 +11,9 @@ pub const TOPIC_PREFIX: &str = "commerce/session/";
 
 /// `count: number` — the session's viewer count changed (also the subscribe snapshot).
 pub const VIEWER_COUNT: &str = "viewer-count";
-/// `{ type, timestamp }` — one reaction.
+/// `{ type, timestamp }` — one reaction (at most 10 per session per 50 ms, see `reaction_feed`).
 pub const NEW_REACTION: &str = "new-reaction";
-/// `{ sessionId, counts, total }` — reaction totals, after each reaction.
+/// `{ sessionId, counts, total }` — reaction totals, after each reaction (at most one per session per 50 ms).
 pub const REACTION_STATS: &str = "reaction-stats";
 /// `{ id, message, userId, userName, sessionId, createdAt }` — a chat message.
 pub const NEW_MESSAGE: &str = "new-message";

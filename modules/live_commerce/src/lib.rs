@@ -45,6 +45,7 @@ mod live;
 mod model;
 mod products;
 mod rate;
+mod reaction_feed;
 mod reactions;
 mod requests;
 mod rest;

@@ -11,6 +11,7 @@ use crate::clicks::Clicks;
 use crate::error::CommerceError;
 use crate::ids::is_uuid;
 use crate::model::{ClickStatsRecord, ReactionTotals, SessionRecord, Status};
+use crate::reaction_feed::ReactionFeed;
 use crate::reactions::Reactions;
 use crate::service::Commerce;
 use crate::tables::{self, CLICK_STATS, CLICKERS, REACTIONS, RECORD, SESSIONS, id_ck};
@@ -40,6 +41,8 @@ pub struct Live {
     pub audience: AtomicU64,
     /// Reaction counts.
     pub reactions: Reactions,
+    /// The pacing of what viewers are told about reactions.
+    pub feed: ReactionFeed,
     /// Product clicks.
     pub clicks: Clicks,
     /// The click-broadcast timer, while one runs.
@@ -81,6 +84,7 @@ impl Live {
             viewers: Mutex::default(),
             audience: AtomicU64::new(0),
             reactions: Reactions::new(ctx, id, totals),
+            feed: ReactionFeed::default(),
             clicks: Clicks::new(ctx, id, clickers, stats),
             ticker: Mutex::default(),
             flushing: tokio::sync::Mutex::new(()),
