@@ -258,8 +258,9 @@ pub struct ReactionsArgs {
     /// Connections sending reactions (pipelined; they do not join the session).
     #[arg(long, default_value_t = 4)]
     pub senders: usize,
-    /// Reactions in flight at most: sent, and not yet counted in a `reaction-stats` total every viewer has seen.
-    #[arg(long, default_value_t = 128)]
+    /// Reactions in flight at most: sent, and not yet acknowledged by the server. A server that answers in
+    /// big batches (Node takes a whole read's packets before it writes an ack) answers late with a big window.
+    #[arg(long, default_value_t = 256)]
     pub inflight: u64,
     /// Shared options (`--payload` does not apply: the module writes the events).
     #[command(flatten)]

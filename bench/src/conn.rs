@@ -741,11 +741,22 @@ fn socketio_packet(state: &mut State, events: SocketIoEvents, msg: &[u8], on: &m
         [b'4', b'3', rest @ ..] => {
             let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
             match std::str::from_utf8(&rest[..digits]).ok().and_then(|d| d.parse().ok()) {
+                Some(id) if rest[digits..].starts_with(b"[{\"error\":") => on(ack_error(id, &rest[digits..])),
                 Some(id) => on(Incoming::Reply { id }),
                 None => on(Incoming::Other),
             }
         }
         _ => on(Incoming::Other),
+    }
+}
+
+/// A Socket.IO acknowledgement carrying chorus's refusal, `[{"error":{"code":…,"message":…}}]`.
+fn ack_error(id: u64, body: &[u8]) -> Incoming<'static> {
+    let error = serde_json::from_slice::<serde_json::Value>(body).ok().map(|mut v| v[0]["error"].take());
+    let code = error.as_ref().and_then(|e| e["code"].as_u64()).and_then(|c| u16::try_from(c).ok());
+    match (error.as_ref().and_then(|e| e["message"].as_str()), code) {
+        (Some(message), Some(code)) => Incoming::Error { id: Some(id), code, message: message.to_owned() },
+        _ => Incoming::Error { id: Some(id), code: 0, message: String::from_utf8_lossy(body).into_owned() },
     }
 }
 

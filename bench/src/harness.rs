@@ -143,16 +143,17 @@ impl Spec {
             }
             Self::Reactions(a) => {
                 notes.push(format!(
-                    "{} viewers joined to one live session, {} sender connections; each reaction fans out \
-                     new-reaction and reaction-stats to every viewer ({} deliveries)",
-                    a.viewers,
-                    a.senders,
-                    2 * a.viewers
+                    "{} viewers joined to one live session, {} sender connections; new-reaction and \
+                     reaction-stats go to every viewer (the Socket.IO peer: both after each reaction, as the seed's \
+                     server; chorus: paced per session, stats at most every 50 ms, 10 new-reaction per 50 ms)",
+                    a.viewers, a.senders
                 ));
                 notes.push(format!(
-                    "closed loop: at most {} reactions in flight (sent, not yet counted in a reaction-stats total \
-                     every viewer has seen); react/s = the rise of the highest reported total over the window",
-                    a.inflight
+                    "closed loop: at most {} reactions in flight (sent, not yet acknowledged: the call's reply, the \
+                     Socket.IO ack), and senders pause while the slowest viewer's total misses a reaction sent over \
+                     {:?} ago; react/s = the rise of the highest reported total over the window",
+                    a.inflight,
+                    reactions::MAX_LAG
                 ));
                 notes.push(
                     "chorus: a session created over REST and started (start-stream); native viewers subscribe to \
@@ -566,7 +567,7 @@ fn reactions_row(target: Target, plan: &reactions::Plan, out: reactions::Outcome
     row.set_faults(out.errors, out.first_error, out.disconnects, out.first_disconnect);
     if out.stalled {
         row.status = format!(
-            "stalled: no reaction reached every viewer for {:?} (a viewer lost stats or was disconnected)",
+            "stalled: no reaction was acknowledged for {:?} (the server stopped answering its senders)",
             pubsub::STALL
         );
     } else if out.ingested == 0 {

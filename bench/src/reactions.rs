@@ -4,9 +4,12 @@
 //!
 //! - **Ingested** reactions are counted from what the server reports, not from what was sent: the rise of
 //!   the highest `total` any viewer saw in a `reaction-stats` over the measured window.
-//! - **Closed loop.** Reaction *t* (the *t*-th sent) is in flight until every viewer has seen a
-//!   `reaction-stats` total ≥ *t*; senders stop at `--inflight` in flight. So the server's queues stay
-//!   bounded whatever its speed, and a server that counts but stops telling some viewer stalls the run.
+//! - **Closed loop**, two bounds. A reaction is in flight until the server acknowledges it (the call's
+//!   reply, the Socket.IO acknowledgement); senders stop at `--inflight` in flight, so the server's input
+//!   stays bounded. And senders pause while the slowest viewer is more than [`MAX_LAG`] behind: while the
+//!   first reaction missing from its highest `total` was sent longer ago than that. So a server that takes
+//!   reactions faster than it tells its viewers cannot pile up queues, while one that tells them in fewer,
+//!   fuller `reaction-stats` (chorus paces them per session) is not held to one broadcast per reaction.
 //! - **Every viewer keeps receiving stats**: per viewer, the `reaction-stats` it got in the window and the
 //!   longest time it went without one (window edges included).
 //! - **Latency**: from the moment reaction *t* was written to the moment a viewer first saw a total ≥ *t*,
@@ -15,12 +18,13 @@
 //! Dialects: chorus native (WebSocket or QUIC, MessagePack) subscribes viewers to
 //! `commerce/session/{id}` and sends `call commerce.send-reaction`; Socket.IO (chorus's gateway and the
 //! Node peer alike) speaks the seed's client shape on the root namespace: `join-session` with the session
-//! id (acknowledged, so the harness knows the join is done), `send-reaction { sessionId, type }` without
-//! acknowledgement, events `new-reaction` / `reaction-stats`.
+//! id, `send-reaction { sessionId, type }`, events `new-reaction` / `reaction-stats` — both emits with an
+//! acknowledgement id (the seed's client sends reactions without one; the harness needs the server's word
+//! that a reaction was taken, and the id, [`REACTION_ACK`] on every reaction, means nothing to the server).
 
 use crate::conn::{Conn, Dialer, Incoming, Proto};
 use crate::measure::{Phases, Sample, Sampler};
-use crate::pubsub::{SETUP_PARALLELISM, STALL, Window, connect_all, new_histogram};
+use crate::pubsub::{SETUP_PARALLELISM, STALL, connect_all, new_histogram};
 use crate::stamp;
 use anyhow::{Context as _, anyhow, bail};
 use bytes::Bytes;
@@ -29,6 +33,7 @@ use hdrhistogram::Histogram;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 /// The seed's reaction types; sender reactions cycle through them.
@@ -42,6 +47,16 @@ pub const LATENCY_EVERY: u64 = 16;
 
 /// A viewer "keeps receiving stats" when it went at most this long without one in the window.
 pub const STATS_GAP_LIMIT: Duration = Duration::from_secs(1);
+
+/// Senders pause while the slowest viewer's total misses a reaction sent longer ago than this.
+pub const MAX_LAG: Duration = Duration::from_millis(250);
+
+/// The Socket.IO acknowledgement id of every reaction (the join's is 1).
+const REACTION_ACK: u64 = 2;
+
+/// Send times kept for latency: a viewer's total may trail the last acknowledged reaction by up to this
+/// many reactions (chorus tells totals at most 50 ms late: 1 M reactions/s leaves room to spare).
+const SENT_AT_RING: usize = 1 << 20;
 
 /// Placeholder call id in the native template, patched per reaction (MessagePack `uint 64`: 8 bytes).
 const ID_PLACEHOLDER: [u8; 9] = [0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
@@ -78,7 +93,7 @@ pub struct Plan {
     pub viewers: usize,
     /// Sender connections.
     pub senders: usize,
-    /// Reactions in flight at most.
+    /// Reactions in flight (sent, not yet acknowledged) at most.
     pub inflight: u64,
 }
 
@@ -258,11 +273,19 @@ struct Viewer {
 /// State shared by every task of one run (one thread: plain cells).
 struct Flow {
     measuring: Cell<bool>,
-    window: Window,
     viewers: Vec<Viewer>,
     /// Reactions sent so far; reaction `t` is the `t`-th (from 1).
     sent: Cell<u64>,
     sent_in_window: Cell<u64>,
+    /// Reactions the server acknowledged (or refused) so far.
+    acked: Cell<u64>,
+    /// Most reactions in flight.
+    inflight: u64,
+    /// Woken by each acknowledgement and each rise of `min_total`.
+    progress: Notify,
+    /// The lowest total of any viewer.
+    min_total: Cell<u64>,
+    last_ack: Cell<Instant>,
     /// Highest total any viewer saw.
     max_total: Cell<u64>,
     /// When reaction `t` was written, at `t & mask`.
@@ -311,11 +334,15 @@ impl Flow {
     fn on_stats(&self, viewer: &Viewer, total: u64, now: Instant, now_ns: u64) {
         let before = viewer.total.get();
         if total > before {
-            for t in before + 1..=total {
-                self.window.delivered(t);
-            }
             viewer.total.set(total);
             self.max_total.set(self.max_total.get().max(total));
+            if before == self.min_total.get() {
+                let lowest = self.viewers.iter().map(|v| v.total.get()).min().unwrap_or(total);
+                if lowest > self.min_total.get() {
+                    self.min_total.set(lowest);
+                    self.progress.notify_waiters();
+                }
+            }
         }
         if !self.measuring.get() {
             return;
@@ -334,11 +361,33 @@ impl Flow {
         }
     }
 
-    /// Takes the next reaction number and opens it in the window.
+    /// Whether another reaction may be sent at `now_ns`: fewer than `--inflight` unacknowledged, and the
+    /// slowest viewer at most [`MAX_LAG`] behind.
+    fn has_room(&self, now_ns: u64) -> bool {
+        if self.sent.get() - self.acked.get() >= self.inflight {
+            return false;
+        }
+        let missing = self.min_total.get() + 1;
+        missing > self.sent.get()
+            || now_ns.saturating_sub(self.sent_at.borrow()[(missing & self.mask) as usize]) <= MAX_LAG.as_nanos() as u64
+    }
+
+    /// The server answered a reaction.
+    fn on_ack(&self) {
+        self.acked.set(self.acked.get() + 1);
+        self.last_ack.set(Instant::now());
+        self.progress.notify_waiters();
+    }
+
+    /// Reactions are in flight but none was answered for `after`: a loop that stopped making progress.
+    fn stalled(&self, after: Duration) -> bool {
+        self.sent.get() > self.acked.get() && self.last_ack.get().elapsed() >= after
+    }
+
+    /// Takes the next reaction number and records when it was sent.
     fn next_reaction(&self, now_ns: u64) -> u64 {
         let t = self.sent.get() + 1;
         self.sent.set(t);
-        self.window.sent(t, self.viewers.len() as u32);
         self.sent_at.borrow_mut()[(t & self.mask) as usize] = now_ns;
         if self.measuring.get() {
             self.sent_in_window.set(self.sent_in_window.get() + 1);
@@ -361,7 +410,7 @@ fn templates(conn: &Conn, session: &str) -> anyhow::Result<Templates> {
         let frame = match conn.proto() {
             Proto::SocketIo(_) => {
                 let mut out = Vec::new();
-                conn.frame(format!("42[\"send-reaction\",{args}]").as_bytes(), &mut out);
+                conn.frame(format!("42{REACTION_ACK}[\"send-reaction\",{args}]").as_bytes(), &mut out);
                 out
             }
             _ => {
@@ -426,12 +475,9 @@ pub async fn run(plan: &Plan, dialer: &Dialer, phases: &Phases, sampler: &Sample
     let topic = format!("commerce/session/{}", plan.session);
     let viewers = connect_viewers(dialer, plan, &topic).await?;
     let senders = connect_all(dialer, plan.senders, |_| Vec::new()).await?;
-    let window = Window::new(plan.inflight);
-    let ring = (plan.inflight.max(1) * 4).next_power_of_two();
     let started = Instant::now();
     let flow = Rc::new(Flow {
         measuring: Cell::new(false),
-        window,
         viewers: (0..viewers.len())
             .map(|_| Viewer {
                 total: Cell::new(0),
@@ -442,9 +488,14 @@ pub async fn run(plan: &Plan, dialer: &Dialer, phases: &Phases, sampler: &Sample
             .collect(),
         sent: Cell::new(0),
         sent_in_window: Cell::new(0),
+        acked: Cell::new(0),
+        inflight: plan.inflight.max(1),
+        progress: Notify::new(),
+        min_total: Cell::new(0),
+        last_ack: Cell::new(started),
         max_total: Cell::new(0),
-        sent_at: RefCell::new(vec![0; ring as usize]),
-        mask: ring - 1,
+        sent_at: RefCell::new(vec![0; SENT_AT_RING]),
+        mask: SENT_AT_RING as u64 - 1,
         stats_delivered: Cell::new(0),
         reactions_delivered: Cell::new(0),
         wire_bytes: Cell::new(0),
@@ -479,7 +530,7 @@ pub async fn run(plan: &Plan, dialer: &Dialer, phases: &Phases, sampler: &Sample
     flow.measuring.set(false);
     let sample = sampler.end(window)?;
     let (end, total_after) = (Instant::now(), flow.max_total.get());
-    let stalled = flow.window.stalled(STALL);
+    let stalled = flow.stalled(STALL);
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
 
@@ -524,9 +575,14 @@ async fn viewer(mut conn: Conn, i: usize, flow: Rc<Flow>) {
     }
 }
 
-/// Handles what a sender reads: replies to its calls (ignored), refusals (counted).
+/// Handles what a sender reads: answers to its reactions (acknowledgements, refusals).
 fn on_sender(flow: &Flow, proto: Proto, m: Incoming<'_>) {
     match m {
+        Incoming::Reply { .. } => flow.on_ack(),
+        Incoming::Error { id: Some(_), code, message } => {
+            flow.error(format!("{code} {message}"));
+            flow.on_ack();
+        }
         Incoming::Error { code, message, .. } => flow.error(format!("{code} {message}")),
         Incoming::Event { payload, .. } => {
             if let Seen::Refused(what) = flow.classifier.classify(proto, payload) {
@@ -537,15 +593,14 @@ fn on_sender(flow: &Flow, proto: Proto, m: Incoming<'_>) {
     }
 }
 
-/// Sends reactions whenever the window has room, as many per write as it allows, and reads what the
-/// server answers (native replies; refusals) between writes so its queue to the sender never fills.
+/// Sends reactions whenever fewer than `--inflight` are unanswered, as many per write as that allows, and
+/// reads what the server answers between writes so its queue to the sender never fills.
 async fn sender(mut conn: Conn, flow: Rc<Flow>, templates: Templates) {
     let proto = conn.proto();
     let mut batch = Vec::with_capacity(MAX_BATCH * templates.frames[0].len());
     let result = async {
         loop {
-            let next = flow.sent.get() + 1;
-            if flow.window.has_room(next) {
+            if flow.has_room(stamp::now_nanos()) {
                 // Without waiting: whatever has arrived.
                 tokio::select! {
                     biased;
@@ -558,7 +613,7 @@ async fn sender(mut conn: Conn, flow: Rc<Flow>, templates: Templates) {
                 }
             } else {
                 tokio::select! {
-                    _ = flow.window.progress() => {}
+                    _ = flow.progress.notified() => {}
                     read = conn.fill() => {
                         read?;
                         conn.drain(&mut |m| on_sender(&flow, proto, m))?;
@@ -568,7 +623,7 @@ async fn sender(mut conn: Conn, flow: Rc<Flow>, templates: Templates) {
             }
             let now_ns = stamp::now_nanos();
             let mut n = 0;
-            while n < MAX_BATCH && flow.window.has_room(flow.sent.get() + 1) {
+            while n < MAX_BATCH && flow.has_room(now_ns) {
                 let t = flow.next_reaction(now_ns);
                 let frame = &templates.frames[(t % TYPES.len() as u64) as usize];
                 let start = batch.len();

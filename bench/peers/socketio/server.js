@@ -4,9 +4,10 @@
 //   call  (method, args, ack)  -> ack(args)   (no modules here: the nearest equivalent of a call)
 // and the live-commerce seed's reaction path (seed 003), as its Node server does it:
 //   join-session  (sessionId | { sessionId }, ack?)  -> socket.join(sessionId); ack()
-//   send-reaction ({ sessionId, type })              -> count the type in memory, then to the session's room
+//   send-reaction ({ sessionId, type }, ack?)        -> count the type in memory, then to the session's room
 //                                                        emit("new-reaction", { type, timestamp }) and
-//                                                        emit("reaction-stats", { sessionId, counts, total })
+//                                                        emit("reaction-stats", { sessionId, counts, total });
+//                                                        ack(the same stats) when the emit asks for one
 // Prints "socketio listening http=<host>:<port>" once bound. WebSocket transport only, no compression.
 "use strict";
 
@@ -47,7 +48,7 @@ io.on("connection", (socket) => {
     socket.join(sessionId);
     if (typeof ack === "function") ack();
   });
-  socket.on("send-reaction", (data) => {
+  socket.on("send-reaction", (data, ack) => {
     const { sessionId, type } = data || {};
     if (typeof sessionId !== "string" || typeof type !== "string") return;
     let stats = reactions.get(sessionId);
@@ -58,7 +59,9 @@ io.on("connection", (socket) => {
     stats.counts[type] = (stats.counts[type] || 0) + 1;
     stats.total += 1;
     io.to(sessionId).emit("new-reaction", { type, timestamp: new Date() });
-    io.to(sessionId).emit("reaction-stats", { sessionId, counts: stats.counts, total: stats.total });
+    const figures = { sessionId, counts: stats.counts, total: stats.total };
+    io.to(sessionId).emit("reaction-stats", figures);
+    if (typeof ack === "function") ack(figures);
   });
 });
 
