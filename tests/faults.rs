@@ -1,11 +1,11 @@
 //! Faults under load, against real `chorus` processes and a real `redis-server`: a node SIGKILLed in the
-//! middle of a fan-out, Redis SIGKILLed and restarted, store writes refused (Redis out of memory, the
-//! embedded store's disk full).
+//! middle of a fan-out, Redis SIGKILLed and restarted (with its append-only file, and empty), store writes
+//! refused (Redis out of memory, the embedded store's disk full).
 //!
 //! What every case checks: each acknowledged publish reaches each subscriber exactly once, in topic order
-//! (a subscriber of a dead node after resuming elsewhere); what cannot be served is refused with its coded
-//! error (2010 `unavailable`, HTTP 503 with a JSON `message`); no node panics; everything works again once
-//! the fault is gone.
+//! (a subscriber of a dead node after resuming elsewhere), or the subscriber is told it lost events (4003,
+//! then `recovered: false`); what cannot be served is refused with its coded error (2010 `unavailable`,
+//! HTTP 503 with a JSON `message`); no node panics; everything works again once the fault is gone.
 
 use crate::cluster::{NAMES, WAIT, assert_alive, connect, rest, start_nodes, until_all};
 use crate::redis_cluster::redis_cli;
@@ -174,9 +174,12 @@ async fn read_into(client: &Client, publishers: usize, got: &mut Received) -> St
     Stop::Ends
 }
 
-/// A subscriber reading in the background until every end marker arrives; returns the client, what it
-/// received and why it stopped.
-fn read_all(client: Client, publishers: usize) -> JoinHandle<(Client, Received, Stop)> {
+/// A subscriber reading in the background: its task returns the client, what it received and why it
+/// stopped.
+type Reader = JoinHandle<(Client, Received, Stop)>;
+
+/// A subscriber reading in the background until every end marker arrives.
+fn read_all(client: Client, publishers: usize) -> Reader {
     tokio::spawn(async move {
         let mut got = Received::default();
         let stop = read_into(&client, publishers, &mut got).await;
@@ -253,7 +256,7 @@ async fn stop_publishers(stop: watch::Sender<bool>, publishers: Vec<Publisher>) 
 }
 
 /// Waits for the subscribers' readers and checks each got every acknowledged publish once.
-async fn check_subscribers(readers: Vec<(String, JoinHandle<(Client, Received, Stop)>)>, tallies: &[Tally]) {
+async fn check_subscribers(readers: Vec<(String, Reader)>, tallies: &[Tally]) {
     let mut report = Vec::new();
     for (name, reader) in readers {
         let (_client, got, stop) = reader.await.expect("subscriber task");
@@ -353,20 +356,32 @@ async fn subscribers_of_a_node_killed_mid_fanout_resume_elsewhere_missing_nothin
 /// Publishes a node keeps while the bus is down (`--cluster-outbox`): small, so the tests reach the bound.
 const OUTBOX: usize = 50;
 
+/// The nodes of the outage tests: [`LOAD_FLAGS`] and an outbox of [`OUTBOX`].
+async fn outage_nodes(redis: &RedisServer) -> Vec<Broker> {
+    let outbox = OUTBOX.to_string();
+    let mut flags = LOAD_FLAGS.to_vec();
+    flags.extend(["--cluster-outbox", outbox.as_str()]);
+    start_nodes(redis, &flags).await
+}
+
 /// Three nodes with one subscriber each, publishers on node-a and node-b: the running load of the outage
 /// tests.
 struct Load {
+    topic: &'static str,
     stop: watch::Sender<bool>,
     publishers: Vec<Publisher>,
-    readers: Vec<(String, JoinHandle<(Client, Received, Stop)>)>,
+    readers: Vec<(String, Reader)>,
+    /// The epoch each subscriber's subscribe reply gave, by node.
+    epochs: Vec<String>,
 }
 
 impl Load {
     async fn start(nodes: &[Broker], topic: &'static str) -> Self {
-        let mut readers = Vec::new();
+        let (mut readers, mut epochs) = (Vec::new(), Vec::new());
         for (n, node) in nodes.iter().enumerate() {
             let client = connect(node, &format!("sub-{n}")).await;
-            client.subscribe(topic).await.unwrap_or_else(|e| panic!("subscribe on {}: {e}", NAMES[n]));
+            let reply = client.subscribe(topic).await.unwrap_or_else(|e| panic!("subscribe on {}: {e}", NAMES[n]));
+            epochs.push(reply.epoch.expect("cluster subscribe replies carry an epoch"));
             readers.push((format!("subscriber on {}", NAMES[n]), read_all(client, 2)));
         }
         let (stop, stopped) = watch::channel(false);
@@ -374,7 +389,7 @@ impl Load {
         for (p, node) in nodes.iter().take(2).enumerate() {
             publishers.push(publish_until(connect(node, &format!("pub-{p}")).await, p as u64, topic, stopped.clone()));
         }
-        Self { stop, publishers, readers }
+        Self { topic, stop, publishers, readers, epochs }
     }
 
     /// Waits until every publisher has `n` more acknowledged publishes than now.
@@ -414,6 +429,37 @@ impl Load {
         check_subscribers(self.readers, &tallies).await;
         tallies
     }
+
+    /// Stops the load; checks that each subscriber either got every acknowledged publish exactly once,
+    /// or was closed with 4003 `resync` and, subscribing again on its node with its last position, is told
+    /// `recovered: false`. Returns the nodes whose subscriber was resynced.
+    async fn finish_or_resync(self, nodes: &[Broker]) -> Vec<usize> {
+        let (tallies, _clients) = stop_publishers(self.stop, self.publishers).await;
+        let mut report = Vec::new();
+        let mut resynced = Vec::new();
+        for (n, ((name, reader), epoch)) in self.readers.into_iter().zip(self.epochs).enumerate() {
+            let (_client, got, stop) = reader.await.expect("subscriber task");
+            match stop {
+                Stop::Ends => {
+                    report.extend(delivery_problems(&got, &tallies).into_iter().map(|p| format!("{name}: {p}")))
+                }
+                Stop::Closed(Some(4003)) => {
+                    resynced.push(n);
+                    let last = got.events.iter().rev().map(|e| e.0).find(|seq| *seq > 0).unwrap_or(0);
+                    let again = connect(&nodes[n], &format!("sub-{n}")).await;
+                    let since = chorus_client::Position { epoch, offset: last };
+                    let reply = again.subscribe_since(self.topic, since).await.expect("subscribing again after 4003");
+                    println!("{name}: 4003 after {} events; back after seq {last}: {reply:?}", got.events.len());
+                    if reply.recovered != Some(false) {
+                        report.push(format!("{name}: after 4003, resuming after seq {last} answered {reply:?}"));
+                    }
+                }
+                stop => report.push(format!("{name}: stopped after {} events: {stop}", got.events.len())),
+            }
+        }
+        assert!(report.is_empty(), "subscribers:\n  {}", report.join("\n  "));
+        resynced
+    }
 }
 
 /// Redis (append-only file, fsynced on every write) is SIGKILLed under load and restarted on the same
@@ -426,10 +472,7 @@ impl Load {
 async fn redis_killed_and_restarted_under_load_loses_no_acknowledged_publish() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut redis = RedisServer::start_persistent(dir.path()).await.expect("redis-server");
-    let outbox = OUTBOX.to_string();
-    let mut flags = LOAD_FLAGS.to_vec();
-    flags.extend(["--cluster-outbox", outbox.as_str()]);
-    let mut nodes = start_nodes(&redis, &flags).await;
+    let mut nodes = outage_nodes(&redis).await;
     let mut load = Load::start(&nodes, "faults/redis-restart").await;
     load.acked_more(100, "publishing before the outage").await;
 
@@ -451,6 +494,33 @@ async fn redis_killed_and_restarted_under_load_loses_no_acknowledged_publish() {
         assert_eq!(metrics.get("chorus_cluster_outbox"), 0.0, "{}: outbox empty", NAMES[n]);
     }
     assert_alive(&mut nodes, "after the Redis restart").await;
+}
+
+/// Redis without persistence is SIGKILLed under load and restarted empty on the same port: the topic's
+/// history and epoch are gone. During the outage the nodes behave as with an append-only file; once Redis
+/// is back the outboxes are sequenced in a new epoch, and a subscriber whose missed events are no longer
+/// in any history is closed with 4003 `resync` and learns `recovered: false` when it subscribes again with
+/// its position; a subscriber that is not closed has every acknowledged publish exactly once. Nothing
+/// acknowledged vanishes without its subscriber being told. No node panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_under_load_resyncs_the_subscribers_it_cannot_serve() {
+    let mut redis = RedisServer::start(&[]).await.expect("redis-server");
+    let mut nodes = outage_nodes(&redis).await;
+    let mut load = Load::start(&nodes, "faults/redis-empty").await;
+    load.acked_more(100, "publishing before the outage").await;
+
+    redis.kill();
+    until_all(&nodes, "/ready", 503, WAIT, "Redis killed").await;
+    load.fill_outboxes().await;
+    redis.restart().await.expect("redis-server restarts on its port, empty");
+    until_all(&nodes, "/ready", 200, Duration::from_secs(30), "Redis restarted").await;
+    load.acked_more(100, "publishing after the restart").await;
+    let resynced = load.finish_or_resync(&nodes).await;
+    let names: Vec<&str> = resynced.iter().map(|n| NAMES[*n]).collect();
+    println!("subscribers resynced with 4003: on {names:?}");
+    // node-c's subscriber missed both outboxes, which are sequenced in the new epoch only.
+    assert!(resynced.contains(&2), "the subscriber on node-c missed events no history holds: 4003 expected");
+    assert_alive(&mut nodes, "after Redis restarted empty").await;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -480,10 +550,7 @@ async fn config_set(redis: &RedisServer, name: &str, value: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_writes_refused_by_redis_get_coded_errors_and_succeed_after() {
     let redis = RedisServer::start(&[]).await.expect("redis-server");
-    let outbox = OUTBOX.to_string();
-    let mut flags = LOAD_FLAGS.to_vec();
-    flags.extend(["--cluster-outbox", outbox.as_str()]);
-    let mut nodes = start_nodes(&redis, &flags).await;
+    let mut nodes = outage_nodes(&redis).await;
     let organizer = token(json!({"sub": "olga", "name": "Olga", "role": "organizer"}));
     let booker = token(json!({"sub": "bea", "name": "Bea"}));
     let body = json!({"title": "Full house", "seatCapacity": 100}).to_string();
@@ -542,4 +609,132 @@ async fn store_writes_refused_by_redis_get_coded_errors_and_succeed_after() {
     load.acked_more(50, "publishing after the limit is lifted").await;
     load.finish().await;
     assert_alive(&mut nodes, "after the limit is lifted").await;
+}
+
+/// A tmpfs of a few megabytes mounted for one test (a disk that fills up), unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `16m`); the error says why it cannot (not root, no `mount`, a
+    /// container that forbids it).
+    fn mount(size: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(Self { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a file of zeros until the file system is full; returns its path and size.
+    fn fill(&self) -> (std::path::PathBuf, u64) {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("create the filler file");
+        let chunk = vec![0u8; 64 * 1024];
+        let mut written = 0u64;
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc_enospc()) => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        (path, written)
+    }
+}
+
+/// `ENOSPC`, "no space left on device" (28 on Linux).
+fn libc_enospc() -> i32 {
+    std::io::Error::from(std::io::ErrorKind::StorageFull).raw_os_error().unwrap_or(28)
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: the broker may still hold files on it for a moment after being killed.
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// Seats booked (one at a time) while the disk is full. A write that needs a new page fails; after a
+/// failure the store reopens its file, and a write that fits in pages it already holds succeeds.
+const FULL_DISK_ATTEMPTS: usize = 50;
+
+/// The embedded store (the default) on a tmpfs that is then filled up: each seat booking is answered 201
+/// (it fitted in the store's file) or 503 with a JSON message, some of them 503, none with a panic;
+/// pub/sub, in memory, is unaffected; once space is freed, booking succeeds again without a restart, and
+/// the seats left are exactly the capacity minus the 201s (nothing acknowledged lost, nothing refused
+/// applied). Skipped, saying so, where a tmpfs cannot be mounted.
+#[tokio::test]
+async fn a_full_disk_refuses_embedded_store_writes_with_503_and_they_succeed_once_space_is_back() {
+    let fs = match Tmpfs::mount("16m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            println!("skipped: cannot mount a tmpfs for the data dir ({why})");
+            return;
+        }
+    };
+    let data_dir = tempfile::tempdir_in(fs.path()).expect("data dir on the tmpfs");
+    let mut broker = Broker::start_recording_in(data_dir, &[]).await;
+    let organizer = token(json!({"sub": "olga", "name": "Olga", "role": "organizer"}));
+    let booker = token(json!({"sub": "bea", "name": "Bea"}));
+    const SEATS: u64 = 1_000;
+    let body = json!({"title": "Full disk", "seatCapacity": SEATS}).to_string();
+    let (status, event) = rest(&broker, "POST", "/api/events", &organizer, Some(&body)).await;
+    assert_eq!(status, 201, "creating the event: {event}");
+    let id = event["id"].as_u64().expect("numeric event id");
+    let booking = format!("/api/events/{id}/bookings");
+    let seat = json!({"seats": 1}).to_string();
+    let listener = connect(&broker, "lis").await;
+    listener.subscribe("faults/disk").await.expect("subscribe");
+    let talker = connect(&broker, "tal").await;
+
+    let (filler, size) = fs.fill();
+    println!("tmpfs filled with {size} bytes");
+    let (mut booked, mut refused) = (0, 0);
+    for attempt in 0..FULL_DISK_ATTEMPTS {
+        let (status, body) = rest(&broker, "POST", &booking, &booker, Some(&seat)).await;
+        match status {
+            201 => booked += 1,
+            _ => {
+                assert_unavailable(&format!("booking #{attempt} on a full disk"), status, &body);
+                if refused == 0 {
+                    println!("booking #{attempt} on a full disk: {status} {body}");
+                }
+                refused += 1;
+            }
+        }
+    }
+    println!("on the full disk: {booked} bookings fitted in the store's file, {refused} refused");
+    assert!(refused > 0, "{FULL_DISK_ATTEMPTS} bookings all succeeded on a full disk");
+    for n in 1..=3u64 {
+        let seq = talker.publish("faults/disk", Payload::from_value(&json!(n)).expect("payload")).await;
+        assert_eq!(seq.expect("a publish on a full disk"), n, "pub/sub does not touch the disk");
+        let event = tokio::time::timeout(WAIT, listener.next_event()).await.expect("an event").expect("open");
+        assert_eq!((event.seq, event.payload.to_json()), (n, json!(n)), "delivered on a full disk");
+    }
+
+    std::fs::remove_file(&filler).expect("remove the filler");
+    let (status, body) = rest(&broker, "POST", &booking, &booker, Some(&seat)).await;
+    assert_eq!(status, 201, "booking once space is back: {body}");
+    let (status, read) = rest(&broker, "GET", &format!("/api/events/{id}"), &organizer, None).await;
+    assert_eq!(
+        (status, read["availableSeats"].as_u64()),
+        (200, Some(SEATS - booked - 1)),
+        "every 201 booked once, no refused booking half-applied: {read}"
+    );
+    assert!(broker.is_running(), "the broker exited: {:?}", broker.child.try_wait());
+    let stderr = broker.stderr();
+    assert!(!stderr.contains("panicked"), "the broker panicked:\n{stderr}");
 }

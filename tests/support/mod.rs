@@ -61,10 +61,15 @@ impl Broker {
     /// As [`Broker::start`] with the process's stderr kept in a file (read it with [`Broker::stderr`]), for
     /// tests that check what the broker logged, e.g. that it never panicked.
     pub async fn start_recording(extra: &[&str]) -> Self {
+        Self::start_recording_in(tempfile::tempdir().expect("temp dir"), extra).await
+    }
+
+    /// As [`Broker::start_recording`] with a given data dir.
+    pub async fn start_recording_in(data_dir: tempfile::TempDir, extra: &[&str]) -> Self {
         let log = tempfile::NamedTempFile::new().expect("stderr file");
         let mut args = vec!["--jwt-secret", SECRET];
         args.extend_from_slice(extra);
-        Self::launch(tempfile::tempdir().expect("temp dir"), "127.0.0.1:0", &args, &[], Some(log)).await
+        Self::launch(data_dir, "127.0.0.1:0", &args, &[], Some(log)).await
     }
 
     /// As [`Broker::start`] without the test secret: guests only, or keyed by `extra` (a public key, or
