@@ -13,26 +13,27 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// Nodes per cluster.
-const NODES: usize = 3;
+pub(crate) const NODES: usize = 3;
 
 /// Node names, by index: what failure messages call them.
-const NAMES: [&str; NODES] = ["node-a", "node-b", "node-c"];
+pub(crate) const NAMES: [&str; NODES] = ["node-a", "node-b", "node-c"];
 
 /// Longest wait for one expected event or answer: a debug build of three brokers and Redis share two
 /// cores, so this is generous; a healthy run waits milliseconds.
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// Events a test client buffers: more than any test has in flight, so a subscriber that is busy being
 /// checked is never cut as a slow consumer.
 const EVENTS: usize = 16_384;
 
-/// Starts `NODES` brokers (concurrently) in cluster mode on `redis`, each with `extra` flags.
-async fn start_nodes(redis: &RedisServer, extra: &[&str]) -> Vec<Broker> {
+/// Starts `NODES` brokers (concurrently) in cluster mode on `redis`, each with `extra` flags and its stderr
+/// recorded (see [`assert_alive`]).
+pub(crate) async fn start_nodes(redis: &RedisServer, extra: &[&str]) -> Vec<Broker> {
     let url = redis.url();
     let starts = NAMES.iter().map(|name| {
         let mut args = vec!["--redis-url", url.as_str(), "--store", "redis", "--node-id", name];
         args.extend_from_slice(extra);
-        async move { Broker::start(&args).await }
+        async move { Broker::start_recording(&args).await }
     });
     join_all(starts).await
 }
@@ -47,7 +48,7 @@ fn display_name(sub: &str) -> String {
 }
 
 /// A native WebSocket client (MessagePack) signed in as `sub`.
-async fn connect(broker: &Broker, sub: &str) -> Client {
+pub(crate) async fn connect(broker: &Broker, sub: &str) -> Client {
     let options = ConnectOptions::websocket(broker.ws_url(""))
         .token(token(json!({"sub": sub, "name": display_name(sub)})))
         .event_capacity(EVENTS)
@@ -63,7 +64,7 @@ async fn subscriber(broker: &Broker, sub: &str, topic: &str) -> (Client, u64) {
 }
 
 /// Calls `method` with JSON `args` and returns the result as JSON.
-async fn call(client: &Client, method: &str, args: Value) -> Value {
+pub(crate) async fn call(client: &Client, method: &str, args: Value) -> Value {
     let payload = Payload::from_value(&args).expect("call args");
     client.call(method, payload).await.unwrap_or_else(|e| panic!("{method} {args}: {e}")).to_json()
 }
@@ -429,7 +430,7 @@ async fn a_client_resumes_on_another_node() {
 // ---------------------------------------------------------------------------------------------------
 
 /// Waits until every node's `path` answers `status`; panics with the statuses seen otherwise.
-async fn until_all(nodes: &[Broker], path: &str, status: u16, within: Duration, why: &str) -> Duration {
+pub(crate) async fn until_all(nodes: &[Broker], path: &str, status: u16, within: Duration, why: &str) -> Duration {
     let started = Instant::now();
     loop {
         let statuses: Vec<u16> = join_all(nodes.iter().map(|n| n.get(path))).await.into_iter().map(|r| r.0).collect();
@@ -444,10 +445,13 @@ async fn until_all(nodes: &[Broker], path: &str, status: u16, within: Duration, 
     }
 }
 
-async fn assert_alive(nodes: &mut [Broker], when: &str) {
+/// Checks that every node still runs, answers `/health`, and has not logged a panic.
+pub(crate) async fn assert_alive(nodes: &mut [Broker], when: &str) {
     for (n, node) in nodes.iter_mut().enumerate() {
         assert!(node.is_running(), "{} exited {when}: {:?}", NAMES[n], node.child.try_wait());
         assert_eq!(node.get("/health").await.0, 200, "{}: /health {when}", NAMES[n]);
+        let stderr = node.stderr();
+        assert!(!stderr.contains("panicked"), "{} panicked {when}:\n{stderr}", NAMES[n]);
     }
 }
 
@@ -515,7 +519,7 @@ async fn nodes_ride_out_a_redis_crash_and_restart() {
 // ---------------------------------------------------------------------------------------------------
 
 /// One REST request with a bearer token and a JSON body; returns the status and the parsed body.
-async fn rest(node: &Broker, method: &str, path: &str, bearer: &str, body: Option<&str>) -> (u16, Value) {
+pub(crate) async fn rest(node: &Broker, method: &str, path: &str, bearer: &str, body: Option<&str>) -> (u16, Value) {
     let auth = format!("Bearer {bearer}");
     let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
     let (status, text) = tokio::time::timeout(WAIT, http_request(node.http, method, path, &headers, body))

@@ -11,6 +11,7 @@ mod commerce_accounts;
 mod config;
 mod demos;
 mod deploy;
+mod faults;
 mod jwt_attacks;
 mod logs;
 mod metrics;

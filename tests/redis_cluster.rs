@@ -13,7 +13,8 @@ struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
 
-async fn redis_cli(args: &[&str]) -> String {
+/// Runs `redis-cli` with `args`; returns what it printed (stdout, then stderr).
+pub(crate) async fn redis_cli(args: &[&str]) -> String {
     let out = Command::new("redis-cli").args(args).output().await.expect("redis-cli (Debian: redis-tools) runs");
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }

@@ -27,6 +27,8 @@ pub struct Broker {
     pub data_dir: tempfile::TempDir,
     /// The lines `chorus` printed after its `chorus listening` line (the first [`STDOUT_LINES_KEPT`]).
     pub stdout: tokio::sync::mpsc::Receiver<String>,
+    /// Where its stderr goes, when started with [`Broker::start_recording`] (else it is the test's).
+    stderr_log: Option<tempfile::NamedTempFile>,
 }
 
 /// Lines of a broker's stdout kept after the first for tests to read; later ones are dropped.
@@ -53,18 +55,38 @@ impl Broker {
     pub async fn start_env(data_dir: tempfile::TempDir, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut args = vec!["--jwt-secret", SECRET];
         args.extend_from_slice(extra);
-        Self::launch(data_dir, listen, &args, env).await
+        Self::launch(data_dir, listen, &args, env, None).await
+    }
+
+    /// As [`Broker::start`] with the process's stderr kept in a file (read it with [`Broker::stderr`]), for
+    /// tests that check what the broker logged, e.g. that it never panicked.
+    pub async fn start_recording(extra: &[&str]) -> Self {
+        Self::start_recording_in(tempfile::tempdir().expect("temp dir"), extra).await
+    }
+
+    /// As [`Broker::start_recording`] with a given data dir.
+    pub async fn start_recording_in(data_dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("stderr file");
+        let mut args = vec!["--jwt-secret", SECRET];
+        args.extend_from_slice(extra);
+        Self::launch(data_dir, "127.0.0.1:0", &args, &[], Some(log)).await
     }
 
     /// As [`Broker::start`] without the test secret: guests only, or keyed by `extra` (a public key, or
     /// `--dev`'s generated secret).
     pub async fn start_without_secret(extra: &[&str]) -> Self {
-        Self::launch(tempfile::tempdir().expect("temp dir"), "127.0.0.1:0", extra, &[]).await
+        Self::launch(tempfile::tempdir().expect("temp dir"), "127.0.0.1:0", extra, &[], None).await
     }
 
     /// Starts `chorus` on `listen` with `args` (plus QUIC on port 0 and `--data-dir`) and the environment
-    /// variables `env`, and reads its ports from the first line it prints.
-    async fn launch(data_dir: tempfile::TempDir, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+    /// variables `env` (its stderr into `stderr_log` if given), and reads its ports from the first line it prints.
+    async fn launch(
+        data_dir: tempfile::TempDir,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr_log: Option<tempfile::NamedTempFile>,
+    ) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
         cmd.args(["--listen", listen, "--quic-listen", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -74,8 +96,11 @@ impl Broker {
             .env("CHORUS_LOG", std::env::var("CHORUS_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        match &stderr_log {
+            Some(log) => cmd.stderr(log.reopen().expect("reopen the stderr file")),
+            None => cmd.stderr(Stdio::inherit()),
+        };
         let mut child = cmd.spawn().expect("spawn chorus");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -99,7 +124,15 @@ impl Broker {
                 let _ = tx.try_send(line);
             }
         });
-        Self { child, http, quic, fingerprint, data_dir, stdout }
+        Self { child, http, quic, fingerprint, data_dir, stdout, stderr_log }
+    }
+
+    /// What the process wrote to stderr so far (empty unless started with [`Broker::start_recording`]).
+    pub fn stderr(&self) -> String {
+        self.stderr_log
+            .as_ref()
+            .map(|log| std::fs::read_to_string(log.path()).expect("read stderr"))
+            .unwrap_or_default()
     }
 
     /// `ws://.../v1/ws` with an optional query string.

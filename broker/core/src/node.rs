@@ -192,14 +192,26 @@ impl Node {
             self.metrics.fanout(fanout.delivered, fanout.overflowed, since.elapsed().as_secs_f64());
             return Ok(fanout.seq);
         };
-        let unavailable =
-            |e: crate::cluster::ClusterError| PublishError { code: ErrorCode::Unavailable, message: e.to_string() };
-        if !cluster.healthy() && cluster.defer(topic, payload, version).map_err(unavailable)? {
+        let refused = |e: crate::cluster::ClusterError| PublishError {
+            code: ErrorCode::Unavailable,
+            message: format!("{e}; the publish was not delivered"),
+        };
+        if !cluster.healthy() && cluster.defer(topic, payload, version).map_err(refused)? {
             let fanout = self.registry.publish_unsequenced(topic, payload);
             self.metrics.fanout(fanout.delivered, fanout.overflowed, since.elapsed().as_secs_f64());
             return Ok(0);
         }
-        let head = cluster.publish(topic, payload, version, false).await.map_err(unavailable)?;
+        // Sent, but no answer (Redis died or stalled mid-command): the script may have run, and then
+        // the event is in the history and reaches every subscriber, once. The client must be told so
+        // rather than "not delivered", or a retry would publish it twice.
+        let in_doubt = |e: crate::cluster::ClusterError| match e {
+            crate::cluster::ClusterError::Unavailable(_) => PublishError {
+                code: ErrorCode::Unavailable,
+                message: format!("{e}; the outcome is unknown: the publish may still be delivered, once"),
+            },
+            e => refused(e),
+        };
+        let head = cluster.publish(topic, payload, version, false).await.map_err(in_doubt)?;
         if head.seq == 0 {
             return Ok(0);
         }

@@ -12,11 +12,14 @@
 //! wait for the writer). Writes go to the single writer thread in [`writer`], which group-commits.
 //! Expired rows are invisible from the moment they expire (every read compares the expiry with the
 //! store's [`Clock`]); a sweep task removes them every [`PURGE_INTERVAL`], and
-//! [`Store::purge_expired`] does it on demand.
+//! [`Store::purge_expired`] does it on demand. A database that failed on an I/O error (a full
+//! disk) is closed and opened again by the writer ([`handle`]), so the store recovers by itself.
 
+mod handle;
 mod layout;
 mod writer;
 
+use handle::Handle;
 use parking_lot::{Mutex, RwLock};
 use std::ops::Bound;
 use std::path::Path;
@@ -55,8 +58,8 @@ const PAGE_TOKEN_TAG: u8 = b'e';
 
 /// The redb-backed [`Store`].
 pub(crate) struct EmbeddedStore {
-    /// `None` once closed.
-    db: RwLock<Option<Arc<Database>>>,
+    /// The database file, shared with the writer.
+    db: Arc<Handle>,
     clock: Arc<dyn Clock>,
     /// `None` once closed; dropping the last sender stops the writer thread.
     jobs: RwLock<Option<mpsc::Sender<Job>>>,
@@ -77,11 +80,11 @@ impl EmbeddedStore {
         let db = tokio::task::spawn_blocking(move || open_db(&dir))
             .await
             .map_err(|e| StoreError::Backend(format!("embedded store open task failed: {e}")))??;
-        let db = Arc::new(db);
+        let db = Arc::new(Handle::new(data_dir.to_path_buf(), db));
         let (jobs, writer) = writer::spawn(db.clone(), clock.clone())?;
         spawn_sweeper(jobs.downgrade());
         Ok(Self {
-            db: RwLock::new(Some(db)),
+            db,
             clock,
             jobs: RwLock::new(Some(jobs)),
             writer: Mutex::new(Some(writer)),
@@ -98,7 +101,7 @@ impl EmbeddedStore {
         // The semaphore is never closed, so acquiring only waits.
         let _permit =
             self.reads.acquire().await.map_err(|e| StoreError::Backend(format!("embedded store read gate: {e}")))?;
-        let db = self.db.read().clone().ok_or_else(closed)?;
+        let db = self.db.get()?;
         let clock = self.clock.clone();
         tokio::task::spawn_blocking(move || f(&db, clock.now_ms()))
             .await
@@ -391,7 +394,7 @@ impl Store for EmbeddedStore {
             .acquire_many(MAX_CONCURRENT_READS as u32)
             .await
             .map_err(|e| StoreError::Backend(format!("embedded store read gate: {e}")))?;
-        let db = self.db.write().take();
+        let db = self.db.close();
         tokio::task::spawn_blocking(move || drop(db))
             .await
             .map_err(|e| StoreError::Backend(format!("embedded store close task failed: {e}")))

@@ -13,10 +13,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::engine_error;
+use super::handle::Handle;
 use super::layout::{COUNTERS, EXPIRY, ROWS, decode_expiry_key, decode_value, encode_value, expiry_key, is_expired};
 use crate::{CasOutcome, Clock, StoreError, Ttl};
 
@@ -175,7 +176,7 @@ impl Applied {
 /// Starts the writer thread. It commits what is queued and exits (releasing its handle on the
 /// database) when every sender of the returned queue is dropped.
 pub(super) fn spawn(
-    db: Arc<Database>,
+    db: Arc<Handle>,
     clock: Arc<dyn Clock>,
 ) -> Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>), StoreError> {
     let (jobs, queue) = mpsc::channel(WRITE_QUEUE_DEPTH);
@@ -186,7 +187,7 @@ pub(super) fn spawn(
     Ok((jobs, thread))
 }
 
-fn run(db: &Database, clock: &dyn Clock, mut queue: mpsc::Receiver<Job>) {
+fn run(db: &Handle, clock: &dyn Clock, mut queue: mpsc::Receiver<Job>) {
     while let Some(first) = queue.blocking_recv() {
         let mut group = Vec::with_capacity(queue.len().min(MAX_JOBS_PER_COMMIT) + 1);
         group.push(first);
@@ -200,25 +201,45 @@ fn run(db: &Database, clock: &dyn Clock, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
-fn commit_group(db: &Database, clock: &dyn Clock, group: Vec<Job>) {
-    let txn = match db.begin_write() {
-        Ok(txn) => txn,
-        Err(e) => {
-            let err = engine_error(e);
+/// Applies and commits one group; after a failure, lets the handle reopen a database that redb
+/// latched as failed (a full disk), so the next group can succeed.
+fn commit_group(handle: &Handle, clock: &dyn Clock, group: Vec<Job>) {
+    let db = match handle.for_writing() {
+        Ok(db) => db,
+        Err(err) => {
             group.into_iter().for_each(|job| job.fail(&err));
             return;
         }
     };
-    let mut applied = Vec::with_capacity(group.len());
-    let mut pending = group.into_iter();
-    let result = apply_all(&txn, clock, &mut pending, &mut applied).and_then(|()| txn.commit().map_err(engine_error));
-    match result {
-        Ok(()) => applied.into_iter().for_each(Applied::succeed),
-        Err(err) => {
-            tracing::error!(error = %err, jobs = applied.len(), "embedded store commit failed");
-            applied.into_iter().for_each(|a| a.fail(&err));
-            pending.for_each(|job| job.fail(&err));
+    let failed = match db.begin_write() {
+        Ok(txn) => {
+            let mut applied = Vec::with_capacity(group.len());
+            let mut pending = group.into_iter();
+            let result =
+                apply_all(&txn, clock, &mut pending, &mut applied).and_then(|()| txn.commit().map_err(engine_error));
+            match result {
+                Ok(()) => {
+                    applied.into_iter().for_each(Applied::succeed);
+                    false
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, jobs = applied.len(), "embedded store commit failed");
+                    applied.into_iter().for_each(|a| a.fail(&err));
+                    pending.for_each(|job| job.fail(&err));
+                    true
+                }
+            }
         }
+        Err(e) => {
+            let err = engine_error(e);
+            group.into_iter().for_each(|job| job.fail(&err));
+            true
+        }
+    };
+    // The transaction is gone by now (committed, or dropped with its failure): `recover` may open
+    // another one.
+    if failed {
+        handle.recover(db);
     }
 }
 
