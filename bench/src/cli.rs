@@ -42,6 +42,9 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        /// Share one frame per event among all subscribers and write with `writev` (`raw-writev`).
+        #[arg(long)]
+        writev: bool,
     },
 }
 

@@ -41,8 +41,8 @@ const WANTED_NOFILE: u64 = 1 << 20;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
-    if let cli::Command::RawServer { listen } = cli.command {
-        return raw_server::run(listen);
+    if let cli::Command::RawServer { listen, writev } = cli.command {
+        return raw_server::run(listen, writev);
     }
     let pin = cli.command.common().is_some_and(|c| !c.no_pin);
     if pin {

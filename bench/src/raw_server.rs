@@ -1,8 +1,10 @@
 //! The raw limit: a minimal WebSocket server that speaks just enough of the chorus MessagePack protocol
 //! for the load generator to drive it exactly like chorus (`hello`, `subscribe`, `publish`, `call`,
 //! `ping`), with no broker logic: no auth, no modules, no per-connection queue accounting, no metrics.
-//! A publish is encoded once as a pre-framed WebSocket message and its bytes appended to each
-//! subscriber's write buffer; one writer per socket flushes whatever accumulated with one write.
+//! A publish is encoded once as a pre-framed WebSocket message. `raw`: its bytes are appended to each
+//! subscriber's write buffer, and one writer per socket flushes whatever accumulated with one write.
+//! `raw-writev` (`--writev`): every subscriber queues the same shared frame (no copy), and the writer
+//! hands everything queued to the socket with vectored writes (`writev`, up to 1024 frames a call).
 //! It runs on one thread, so it measures what one core can push through these sockets: the ceiling
 //! for the workload on this machine.
 
@@ -13,10 +15,12 @@ use chorus_protocol::{
     ClientFrame, Codec, Identity, Limits, Payload, ServerFrame, Welcome, decode_client, encode_server,
 };
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -31,27 +35,113 @@ const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// Largest upgrade request accepted.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
+/// Most buffers one vectored write passes to the kernel (Linux `IOV_MAX`).
+const MAX_IOVECS: usize = 1024;
+
+/// What a connection has waiting to be written.
+enum Pending {
+    /// `raw`: the frames' bytes, copied in.
+    Copied(Vec<u8>),
+    /// `raw-writev`: the shared frames themselves, and their total length.
+    Shared(VecDeque<Bytes>, usize),
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        match self {
+            Self::Copied(buf) => buf.len(),
+            Self::Shared(_, len) => *len,
+        }
+    }
+
+    fn empty_like(&self) -> Self {
+        match self {
+            Self::Copied(_) => Self::Copied(Vec::new()),
+            Self::Shared(..) => Self::Shared(VecDeque::new(), 0),
+        }
+    }
+}
+
 /// One connection's pending output.
 struct Outbox {
-    buf: RefCell<Vec<u8>>,
+    pending: RefCell<Pending>,
     ready: Notify,
     dead: Cell<bool>,
 }
 
 impl Outbox {
-    fn push(&self, frame: &[u8]) {
+    fn new(writev: bool) -> Self {
+        let pending = if writev { Pending::Shared(VecDeque::new(), 0) } else { Pending::Copied(Vec::new()) };
+        Self { pending: RefCell::new(pending), ready: Notify::new(), dead: Cell::new(false) }
+    }
+
+    fn push(&self, frame: &Bytes) {
         if self.dead.get() {
             return;
         }
-        let mut buf = self.buf.borrow_mut();
-        if buf.len() + frame.len() > MAX_PENDING {
+        let mut pending = self.pending.borrow_mut();
+        if pending.len() + frame.len() > MAX_PENDING {
             self.dead.set(true);
         } else {
-            buf.extend_from_slice(frame);
+            match &mut *pending {
+                Pending::Copied(buf) => buf.extend_from_slice(frame),
+                Pending::Shared(frames, len) => {
+                    *len += frame.len();
+                    frames.push_back(frame.clone());
+                }
+            }
         }
-        drop(buf);
+        drop(pending);
         self.ready.notify_one();
     }
+
+    /// Writes everything queued until the connection dies.
+    async fn drain(&self, mut wr: OwnedWriteHalf) {
+        let mut spare = self.pending.borrow().empty_like();
+        loop {
+            self.ready.notified().await;
+            if self.dead.get() {
+                return;
+            }
+            std::mem::swap(&mut spare, &mut *self.pending.borrow_mut());
+            let written = match &mut spare {
+                Pending::Copied(buf) => {
+                    let written = wr.write_all(buf).await;
+                    buf.clear();
+                    written
+                }
+                Pending::Shared(frames, len) => {
+                    let written = write_vectored(&mut wr, frames).await;
+                    *len = 0;
+                    written
+                }
+            };
+            if written.is_err() {
+                self.dead.set(true);
+                return;
+            }
+        }
+    }
+}
+
+/// Writes and pops every frame of `frames` with as few vectored writes as the kernel allows.
+async fn write_vectored(wr: &mut OwnedWriteHalf, frames: &mut VecDeque<Bytes>) -> std::io::Result<()> {
+    while !frames.is_empty() {
+        let slices: Vec<IoSlice<'_>> = frames.iter().take(MAX_IOVECS).map(|f| IoSlice::new(f)).collect();
+        let mut written = wr.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while let Some(front) = frames.front_mut() {
+            if written < front.len() {
+                front.advance(written);
+                break;
+            }
+            written -= front.len();
+            frames.pop_front();
+        }
+    }
+    Ok(())
 }
 
 #[derive(Default)]
@@ -64,17 +154,19 @@ struct Topic {
 struct Hub {
     topics: RefCell<HashMap<String, Topic>>,
     next_conn: Cell<u64>,
+    /// `raw-writev`: subscribers share each event's frame.
+    writev: bool,
 }
 
 /// Runs the server on the current thread until the process is stopped; prints
-/// `raw listening http=<addr>` once bound.
-pub fn run(listen: SocketAddr) -> anyhow::Result<()> {
+/// `raw listening http=<addr>` once bound. `writev`: the `raw-writev` ceiling instead of `raw`.
+pub fn run(listen: SocketAddr, writev: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let listener = TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         println!("raw listening http={}", listener.local_addr()?);
-        let hub = Rc::new(Hub::default());
+        let hub = Rc::new(Hub { writev, ..Hub::default() });
         loop {
             let (stream, _) = listener.accept().await?;
             let hub = hub.clone();
@@ -90,24 +182,10 @@ async fn connection(hub: Rc<Hub>, mut stream: TcpStream) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
     let mut rbuf = BytesMut::with_capacity(4096);
     upgrade(&mut stream, &mut rbuf).await?;
-    let (mut rd, mut wr) = stream.into_split();
-    let outbox = Rc::new(Outbox { buf: RefCell::new(Vec::new()), ready: Notify::new(), dead: Cell::new(false) });
+    let (mut rd, wr) = stream.into_split();
+    let outbox = Rc::new(Outbox::new(hub.writev));
     let writer_box = outbox.clone();
-    let writer = tokio::task::spawn_local(async move {
-        let mut spare = Vec::new();
-        loop {
-            writer_box.ready.notified().await;
-            if writer_box.dead.get() {
-                return;
-            }
-            std::mem::swap(&mut spare, &mut *writer_box.buf.borrow_mut());
-            if !spare.is_empty() && wr.write_all(&spare).await.is_err() {
-                writer_box.dead.set(true);
-                return;
-            }
-            spare.clear();
-        }
-    });
+    let writer = tokio::task::spawn_local(async move { writer_box.drain(wr).await });
     hub.next_conn.set(hub.next_conn.get() + 1);
     let conn_id = hub.next_conn.get();
     let result = async {
@@ -127,7 +205,7 @@ async fn connection(hub: Rc<Hub>, mut stream: TcpStream) -> anyhow::Result<()> {
                     ws::OP_PING => {
                         let mut pong = Vec::new();
                         ws::put_server_frame(&mut pong, ws::OP_PONG, &body);
-                        outbox.push(&pong);
+                        outbox.push(&Bytes::from(pong));
                     }
                     ws::OP_PONG => {}
                     _ => bail!("fragmented or unknown frame"),
@@ -154,7 +232,7 @@ fn handle(hub: &Hub, outbox: &Rc<Outbox>, conn_id: u64, body: Bytes) -> anyhow::
         let bytes = encode_server(Codec::MsgPack, &frame)?;
         let mut out = Vec::with_capacity(bytes.len() + 10);
         ws::put_server_frame(&mut out, ws::OP_BINARY, &bytes);
-        outbox.push(&out);
+        outbox.push(&Bytes::from(out));
         Ok(())
     };
     match decode_client(Codec::MsgPack, &body, MAX_CLIENT_MESSAGE)? {
@@ -191,6 +269,7 @@ fn handle(hub: &Hub, outbox: &Rc<Outbox>, conn_id: u64, body: Bytes) -> anyhow::
                     let event = encode_server(Codec::MsgPack, &ServerFrame::Event { topic, seq: t.seq, payload })?;
                     let mut frame = Vec::with_capacity(event.len() + 10);
                     ws::put_server_frame(&mut frame, ws::OP_BINARY, &event);
+                    let frame = Bytes::from(frame);
                     for s in &t.subscribers {
                         s.push(&frame);
                     }

@@ -35,6 +35,8 @@ pub enum ServerKind {
     SocketIo,
     /// The raw limit (`chorus-bench raw-server`).
     Raw,
+    /// The raw ceiling (`chorus-bench raw-server --writev`).
+    RawWritev,
 }
 
 /// A chorus node started by someone else.
@@ -98,9 +100,12 @@ impl Launcher {
             },
             ServerKind::Nats => self.start_nats().await,
             ServerKind::SocketIo => self.start_socketio().await,
-            ServerKind::Raw => {
+            ServerKind::Raw | ServerKind::RawWritev => {
                 let exe = std::env::current_exe().context("locating chorus-bench")?;
-                let args = ["raw-server", "--listen", "127.0.0.1:0"].map(String::from);
+                let mut args = ["raw-server", "--listen", "127.0.0.1:0"].map(String::from).to_vec();
+                if kind == ServerKind::RawWritev {
+                    args.push("--writev".to_owned());
+                }
                 let dir = tempfile::tempdir()?;
                 let (child, kv, command) = self.spawn(&exe, &args, None, &[], dir.path(), "raw listening ").await?;
                 let http = addr(&kv, "http")?;

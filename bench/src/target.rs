@@ -21,13 +21,16 @@ pub enum Target {
     Nats,
     /// Socket.IO 4 on Node, rooms and broadcast.
     Socketio,
-    /// The raw limit: pre-framed WebSocket writes, no broker logic.
+    /// The raw limit: pre-framed WebSocket writes, no broker logic, each event copied into every
+    /// subscriber's buffer.
     Raw,
+    /// The raw ceiling: one pre-framed WebSocket frame shared by every subscriber, vectored writes.
+    RawWritev,
 }
 
 impl Target {
     /// Every target, in report order.
-    pub const ALL: [Target; 7] = [
+    pub const ALL: [Target; 8] = [
         Target::ChorusMsgpack,
         Target::ChorusJson,
         Target::ChorusQuic,
@@ -35,6 +38,7 @@ impl Target {
         Target::Nats,
         Target::Socketio,
         Target::Raw,
+        Target::RawWritev,
     ];
 
     /// The name used on the command line and in reports.
@@ -47,13 +51,14 @@ impl Target {
             Self::Nats => "nats",
             Self::Socketio => "socketio",
             Self::Raw => "raw",
+            Self::RawWritev => "raw-writev",
         }
     }
 
     /// The dialect the generator speaks.
     pub fn proto(self) -> Proto {
         match self {
-            Self::ChorusMsgpack | Self::Raw => Proto::ChorusWs(Codec::MsgPack),
+            Self::ChorusMsgpack | Self::Raw | Self::RawWritev => Proto::ChorusWs(Codec::MsgPack),
             Self::ChorusJson => Proto::ChorusWs(Codec::Json),
             Self::ChorusQuic => Proto::ChorusQuic,
             Self::Nats => Proto::Nats,
@@ -69,6 +74,7 @@ impl Target {
             Self::Nats => ServerKind::Nats,
             Self::Socketio => ServerKind::SocketIo,
             Self::Raw => ServerKind::Raw,
+            Self::RawWritev => ServerKind::RawWritev,
         }
     }
 

@@ -9,6 +9,8 @@
 //! reaction limit raised, as the harness raises the binary's) and its Socket.IO namespace, over native
 //! MessagePack and the Socket.IO gateway.
 //!
+//! The raw limits (`raw`, `raw-writev`) run as the harness starts them: the harness binary's `raw-server`.
+//!
 //! `cluster` runs against three nodes of this process joined through a `redis-server` the test starts
 //! (`chorus_testkit::RedisServer`; Debian `apt-get install -y redis-server`, CI installs it), with a fourth node
 //! without Redis as the single-node baseline.
@@ -147,6 +149,24 @@ async fn every_scenario_runs_against_chorus() {
     server.shutdown();
     server.stopped().await.unwrap();
     eprintln!("smoke took {:?}", started.elapsed());
+}
+
+/// The raw limits as the harness starts them (`chorus-bench raw-server`, `--writev` for `raw-writev`):
+/// both deliver to every subscriber and the fan-out table shows both.
+#[tokio::test]
+async fn both_raw_limits_run_in_the_fanout_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let args =
+        ["--targets", "raw,raw-writev", "--no-pin", "--subscribers", "20", "--warmup", "0.2", "--duration", "0.6"];
+    let (json, stdout, stderr) = run_bench("fanout", &[&args[..], &["--no-charts"]].concat(), dir.path()).await;
+    let rows = rows(&json);
+    for (row, target) in rows.iter().zip(["raw", "raw-writev"]) {
+        assert_eq!(row["target"], target, "{stdout}");
+        assert_eq!(row["status"], "ok", "{target}\n{stdout}\n{stderr}");
+        assert!(row["throughput"]["delivered"].as_u64().unwrap_or(0) > 0, "{target}: nothing delivered\n{row}");
+        assert!(stdout.lines().any(|l| l.split_whitespace().next() == Some(target)), "{target} not in\n{stdout}");
+    }
+    assert_eq!(rows.len(), 2, "{stdout}");
 }
 
 #[tokio::test]

@@ -189,11 +189,8 @@ fn upgrade(
     node.tracker.spawn(
         async move {
             let max = host.ctx.node.config.max_frame_bytes as usize;
-            match ws::finish(upgrade.on_upgrade, max).await {
-                Ok(socket) => {
-                    let (source, sink) = ws::split(socket, Codec::Json);
-                    serve(host, conn_id, token, key, source, sink).await;
-                }
+            match ws::open(upgrade.on_upgrade, max, Codec::Json).await {
+                Ok((source, sink)) => serve(host, conn_id, token, key, source, sink).await,
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }
         }
@@ -305,6 +302,11 @@ impl DialectConn {
                         self.handle(&bytes).await;
                     }
                     Inbound::Activity => {}
+                    Inbound::Answer(bytes) => {
+                        if self.queue.push_wire(bytes) == crate::queue::Push::Overflow {
+                            self.host.ctx.node.metrics.slow_consumer();
+                        }
+                    }
                     end => return end_of_input(&self.queue, end, self.host.ctx.node.config.max_frame_bytes),
                 }
             }

@@ -111,9 +111,8 @@ async fn native_ws(
     let node = app.node.clone();
     app.node.tracker.spawn(async move {
         let max = node.config.max_frame_bytes as usize;
-        match ws::finish(upgrade.on_upgrade, max).await {
-            Ok(socket) => {
-                let (source, sink) = ws::split(socket, codec);
+        match ws::open(upgrade.on_upgrade, max, codec).await {
+            Ok((source, sink)) => {
                 serve(node, Accepted { transport: "ws", codec, token, peer }, source, sink).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),

@@ -1,7 +1,7 @@
 //! The per-connection outbound queue and the writer task that drains it.
 //!
-//! Fan-out pushes already-encoded frames (`Bytes` shared by every subscriber using the same codec) and
-//! never waits: the queue is bounded in bytes, and a push that would exceed the bound closes the queue with
+//! Fan-out pushes already-encoded frames (`Bytes` shared by every subscriber using the same codec and
+//! [`Framing`]; for WebSocket connections complete WebSocket frames) and never waits: the queue is bounded in bytes, and a push that would exceed the bound closes the queue with
 //! [`CloseCode::SlowConsumer`] instead. Nothing a slow client does can slow a publisher or other subscribers.
 //! The writer task takes everything queued at once and hands it to the transport as one batch, so a burst
 //! of small events becomes a few large socket writes.
@@ -18,13 +18,55 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Most bytes handed to the transport in one batch. Large enough that a fan-out burst coalesces into a few
-/// writes (tungstenite and quinn both buffer up to about this much), small enough that one batch does not
-/// hold a large copy of the queue.
+/// writes (a WebSocket writer passes a batch to the kernel in vectored writes of up to 1024 frames; quinn
+/// buffers up to about this much), small enough that one batch does not hold much of the queue.
 pub const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
+/// The form frames take in a connection's queue, chosen by its transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Encoded frames as they are; the transport frames each one itself (QUIC's length prefix,
+    /// tungstenite for the Socket.IO gateway).
+    Encoded,
+    /// Complete WebSocket frames (header and payload): binary for MessagePack, text otherwise. A fan-out
+    /// builds each event's frame once and every subscriber's writer hands the same bytes to its socket.
+    WebSocket,
+}
+
+impl Framing {
+    /// Dense index, for per-framing caches.
+    pub fn index(self) -> usize {
+        match self {
+            Self::Encoded => 0,
+            Self::WebSocket => 1,
+        }
+    }
+
+    /// `frame` (encoded for `codec`) in this framing: the bytes themselves, or a WebSocket frame around them.
+    pub fn wire(self, codec: Codec, frame: Bytes) -> Bytes {
+        match self {
+            Self::Encoded => frame,
+            Self::WebSocket => crate::ws::data_frame(codec, &frame),
+        }
+    }
+
+    /// The encoded frame's length inside `wire` bytes of this framing: what the queue's bound counts, so
+    /// the bound means the same on every transport.
+    pub fn payload_len(self, wire: &[u8]) -> usize {
+        match self {
+            Self::Encoded => wire.len(),
+            Self::WebSocket => wire.len() - crate::ws::header_len(wire),
+        }
+    }
+}
 
 /// The transport's writing half.
 pub trait FrameSink: Send + 'static {
-    /// Writes encoded frames in order and flushes them.
+    /// The form it takes frames in; the queue holds them that way.
+    fn framing(&self) -> Framing {
+        Framing::Encoded
+    }
+    /// Writes frames (in [`FrameSink::framing`]) in order and flushes them.
     fn send_batch(&mut self, frames: &[Bytes]) -> impl Future<Output = io::Result<()>> + Send;
     /// Sends the transport-level close with this code and reason.
     fn close(&mut self, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send;
@@ -66,6 +108,7 @@ struct Inner {
 /// A byte-bounded queue of encoded frames for one connection.
 pub struct OutQueue {
     encoding: Encoding,
+    framing: Framing,
     max_bytes: usize,
     inner: Mutex<Inner>,
     ready: Notify,
@@ -78,10 +121,16 @@ impl OutQueue {
         Self::with_encoding(Encoding::Native(codec), max_bytes)
     }
 
-    /// A queue for a connection with any encoding.
+    /// A queue for a connection with any encoding, holding encoded frames.
     pub fn with_encoding(encoding: Encoding, max_bytes: usize) -> Self {
+        Self::framed(encoding, Framing::Encoded, max_bytes)
+    }
+
+    /// A queue for a connection with any encoding whose transport takes frames in `framing`.
+    pub fn framed(encoding: Encoding, framing: Framing, max_bytes: usize) -> Self {
         Self {
             encoding,
+            framing,
             max_bytes,
             inner: Mutex::new(Inner { frames: VecDeque::new(), bytes: 0, close: None }),
             ready: Notify::new(),
@@ -102,21 +151,33 @@ impl OutQueue {
         }
     }
 
-    /// Queues a frame without waiting.
+    /// The form frames take in this queue.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Queues an encoded frame without waiting, framing it for the transport first.
     pub fn push(&self, frame: Bytes) -> Push {
+        self.push_wire(self.framing.wire(self.codec(), frame))
+    }
+
+    /// Queues bytes already in this queue's [`Framing`] without waiting: a fan-out's shared frame, or a
+    /// transport-level answer (a WebSocket pong). The bound counts the encoded frame inside.
+    pub fn push_wire(&self, wire: Bytes) -> Push {
+        let cost = self.framing.payload_len(&wire);
         let mut inner = self.inner.lock();
         if inner.close.is_some() {
             return Push::Closed;
         }
-        if inner.bytes + frame.len() > self.max_bytes {
+        if inner.bytes + cost > self.max_bytes {
             inner.frames.clear();
             inner.bytes = 0;
             self.close_locked(&mut inner, CloseCode::SlowConsumer, "outbound queue full: client reads too slowly");
             return Push::Overflow;
         }
         let was_empty = inner.frames.is_empty();
-        inner.bytes += frame.len();
-        inner.frames.push_back(frame);
+        inner.bytes += cost;
+        inner.frames.push_back(wire);
         drop(inner);
         // The writer only waits on an empty queue, so only the empty → non-empty transition needs a wake-up.
         if was_empty {
@@ -149,7 +210,7 @@ impl OutQueue {
         if let Encoding::Native(codec) = self.encoding
             && let Ok(bytes) = encode_server(codec, &ServerFrame::disconnect(code, reason))
         {
-            inner.frames.push_back(bytes);
+            inner.frames.push_back(self.framing.wire(codec, bytes));
         }
         inner.close = Some((code, reason.to_owned()));
         self.closed.cancel();
@@ -173,17 +234,18 @@ impl OutQueue {
         loop {
             {
                 let mut inner = self.inner.lock();
-                let mut taken = 0;
+                let (mut taken, mut cost) = (0, 0);
                 while let Some(frame) = inner.frames.front() {
                     if taken > 0 && taken + frame.len() > WRITE_BATCH_BYTES {
                         break;
                     }
                     taken += frame.len();
+                    cost += self.framing.payload_len(frame);
                     if let Some(frame) = inner.frames.pop_front() {
                         batch.push(frame);
                     }
                 }
-                inner.bytes -= taken.min(inner.bytes);
+                inner.bytes -= cost.min(inner.bytes);
                 if !batch.is_empty() {
                     return None;
                 }
@@ -257,6 +319,28 @@ mod tests {
         assert_eq!(&batch[0][..], b"a");
         batch.clear();
         assert_eq!(q.next_batch(&mut batch).await.map(|c| c.0), Some(CloseCode::GoingAway));
+    }
+
+    #[tokio::test]
+    async fn websocket_queues_hold_frames_and_bound_the_encoded_bytes() {
+        let q = OutQueue::framed(Encoding::Native(Codec::MsgPack), Framing::WebSocket, 300);
+        assert_eq!(q.push(Bytes::from(vec![7u8; 200])), Push::Queued);
+        // 200 + 100 encoded bytes fit the bound exactly; the 4-byte and 2-byte headers do not count.
+        assert_eq!(q.push_wire(crate::ws::data_frame(Codec::MsgPack, &[1u8; 100])), Push::Queued);
+        let mut batch = Vec::new();
+        assert!(q.next_batch(&mut batch).await.is_none());
+        assert_eq!(&batch[0][..4], &[0x82, 126, 0, 200], "FIN + binary, 16-bit length");
+        assert_eq!(&batch[0][4..], &[7u8; 200][..]);
+        assert_eq!(&batch[1][..2], &[0x82, 100]);
+        // Taking the batch released exactly what was counted: 300 bytes fit again, 301 do not.
+        assert_eq!(q.push(Bytes::from(vec![0u8; 300])), Push::Queued);
+        assert_eq!(q.push(Bytes::from_static(b"x")), Push::Overflow);
+        let json = OutQueue::framed(Encoding::Native(Codec::Json), Framing::WebSocket, 1 << 20);
+        json.push(Bytes::from(vec![b'a'; 70_000]));
+        batch.clear();
+        assert!(json.next_batch(&mut batch).await.is_none());
+        assert_eq!(&batch[0][..2], &[0x81, 127], "FIN + text, 64-bit length");
+        assert_eq!(u64::from_be_bytes(batch[0][2..10].try_into().unwrap()), 70_000);
     }
 
     #[tokio::test]

@@ -19,9 +19,9 @@
 //! [`Registry::gaps`]). A topic lives on a node only while it has local subscribers (or joiners); the
 //! shared history lives in the bus, the local one is a cache for recovery.
 
-use crate::queue::{Encoding, OutQueue, Push};
+use crate::queue::{Encoding, Framing, OutQueue, Push};
 use bytes::Bytes;
-use chorus_protocol::{CloseCode, Payload, Position, ServerFrame, codec::encode_server};
+use chorus_protocol::{CloseCode, Codec, Payload, Position, ServerFrame, codec::encode_server};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -205,34 +205,37 @@ fn encode_for(encoding: &Encoding, frame: &ServerFrame, topic: &str, seq: u64, p
     }
 }
 
-/// Gives an event to each subscriber, encoding it at most once per encoding (each codec, each dialect).
+/// Gives an event to each subscriber, encoding and framing it at most once per encoding (each codec, each
+/// dialect) and queue framing: every subscriber of one kind gets the same bytes.
 fn fan_out(subscribers: &[Subscriber], topic: &str, seq: u64, payload: &Payload) -> Fanout {
     let frame = ServerFrame::Event { topic: topic.to_owned(), seq, payload: payload.clone() };
-    // `None` not yet encoded, `Some(None)` not carried by that encoding.
-    let mut native: [Option<Option<Bytes>>; 2] = [None, None];
-    // Dialect encodings seen in this publish, keyed by encoder identity; a node has a handful at most.
-    let mut dialects: Vec<(*const (), Option<Bytes>)> = Vec::new();
+    // By codec and framing; `None` not yet encoded, `Some(None)` not carried by that encoding.
+    let mut native: [Option<Option<Bytes>>; 4] = [None, None, None, None];
+    // Dialect encodings seen in this publish, keyed by encoder identity and framing; a node has a handful.
+    let mut dialects: Vec<(*const (), Framing, Option<Bytes>)> = Vec::new();
     let mut out = Fanout { seq, ..Fanout::default() };
     for sub in subscribers {
         let encoding = &sub.encoding;
+        let framing = sub.queue.framing();
+        let wire = |codec| encode_for(encoding, &frame, topic, seq, payload).map(|b| framing.wire(codec, b));
         let bytes = match encoding {
             Encoding::Native(codec) => {
-                native[codec.index()].get_or_insert_with(|| encode_for(encoding, &frame, topic, seq, payload)).clone()
+                native[codec.index() * 2 + framing.index()].get_or_insert_with(|| wire(*codec)).clone()
             }
             Encoding::Dialect(encoder) => {
                 let key = Arc::as_ptr(encoder) as *const ();
-                match dialects.iter().find(|(k, _)| *k == key) {
-                    Some((_, bytes)) => bytes.clone(),
+                match dialects.iter().find(|(k, f, _)| *k == key && *f == framing) {
+                    Some((_, _, bytes)) => bytes.clone(),
                     None => {
-                        let bytes = encode_for(encoding, &frame, topic, seq, payload);
-                        dialects.push((key, bytes.clone()));
+                        let bytes = wire(Codec::Json);
+                        dialects.push((key, framing, bytes.clone()));
                         bytes
                     }
                 }
             }
         };
         let Some(bytes) = bytes else { continue };
-        match sub.queue.push(bytes) {
+        match sub.queue.push_wire(bytes) {
             Push::Queued => out.delivered += 1,
             Push::Overflow => out.overflowed += 1,
             Push::Closed => {}
@@ -603,7 +606,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chorus_protocol::Codec;
     use chorus_protocol::codec::decode_server;
 
     fn sub(conn_id: u64, codec: Codec, max: usize) -> Subscriber {
