@@ -58,7 +58,7 @@ impl Commerce {
                         _ = shutdown.cancelled() => {}
                         _ = sleep_until(when) => {
                             live.feed.sent_later(Instant::now());
-                            events::publish(&ctx, &live.id, REACTION_STATS, &reaction_stats(&live));
+                            events::publish(&ctx, &live.id, REACTION_STATS, reaction_stats(&live));
                         }
                     }
                 });
