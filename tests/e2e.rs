@@ -16,6 +16,7 @@ mod jwt_attacks;
 mod logs;
 mod metrics;
 mod modules;
+mod overload;
 mod plain_errors;
 mod prometheus;
 mod quickstart;

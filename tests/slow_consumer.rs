@@ -1,31 +1,33 @@
 //! A subscriber that stops reading is cut with close code 4001; a normal subscriber on the same topic
-//! receives every message; the slow-consumer metric counts it.
+//! receives every message; the slow-consumer metric counts it. With many such subscribers the broker's
+//! memory stays within their queue bounds.
 
 use crate::support::*;
 use chorus_client::{Client, Codec, ConnectOptions, Payload};
 use serde_json::json;
 use std::time::Duration;
 use tokio::net::TcpSocket;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const SLOW_METRIC: &str = "chorus_slow_consumer_disconnects_total";
+
+/// A JSON session subscribed to `topic` with a small receive buffer (so the server's socket fills
+/// quickly), which the test then never reads until it checks the close.
+async fn never_reading_subscriber(broker: &Broker, topic: &str) -> RawWs {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut ws = raw_ws_via(broker.http, socket, "chorus.v1.json").await.unwrap();
+    send_json(&mut ws, json!({"type": "hello"})).await;
+    assert_eq!(next_json(&mut ws).await["type"], "welcome");
+    send_json(&mut ws, json!({"type": "subscribe", "id": 1, "topic": topic})).await;
+    assert_eq!(next_json(&mut ws).await["type"], "reply");
+    ws
+}
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_cut_and_the_others_get_everything() {
     let broker = Broker::start(&["--outbound-queue-bytes", "65536", "--publish-rate", "1000000"]).await;
 
-    // The slow client: a small receive buffer so the server's socket fills quickly, then it never reads.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(broker.http).await.unwrap();
-    let mut req = broker.ws_url("").into_client_request().unwrap();
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "chorus.v1.json".parse().unwrap());
-    let (mut slow, _) =
-        tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
-    send_json(&mut slow, json!({"type": "hello"})).await;
-    assert_eq!(next_json(&mut slow).await["type"], "welcome");
-    send_json(&mut slow, json!({"type": "subscribe", "id": 1, "topic": "firehose"})).await;
-    assert_eq!(next_json(&mut slow).await["type"], "reply");
+    let mut slow = never_reading_subscriber(&broker, "firehose").await;
 
     let fast = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::MsgPack)).await.unwrap();
     fast.subscribe("firehose").await.unwrap();
@@ -75,4 +77,71 @@ async fn a_client_that_never_reads_is_cut_and_the_others_get_everything() {
     assert_eq!(seqs, (1..=published).collect::<Vec<_>>(), "the fast subscriber got every message, in order");
     assert_eq!(expect_close(&mut slow).await, Some(4001), "the slow client learns why once it reads");
     assert_eq!(broker.metrics().await.get(SLOW_METRIC), 1.0);
+}
+
+/// Outbound queue bound of the memory test: small, so that the cut comes after a few dozen messages.
+const QUEUE_BYTES: u64 = 256 * 1024;
+
+/// Subscribers of the memory test that never read.
+const NEVER_READING: u64 = 40;
+
+/// RSS allowed above base + queue bound × connections: per-connection state outside the queue (task,
+/// WebSocket codec buffers, subscription entries: 35–140 KiB each, bench `connections`), the publish
+/// path's transient buffers and allocator slack in a debug build.
+const RSS_SLACK: u64 = 32 << 20;
+
+#[tokio::test]
+async fn memory_stays_within_the_queue_bounds_while_many_subscribers_never_read() {
+    let queue = QUEUE_BYTES.to_string();
+    let broker = Broker::start(&["--outbound-queue-bytes", &queue, "--publish-rate", "1000000"]).await;
+    let fast = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::MsgPack)).await.unwrap();
+    fast.subscribe("flood").await.unwrap();
+    let publisher = Client::connect(ConnectOptions::websocket(broker.ws_url(""))).await.unwrap();
+    let base = broker.rss_bytes();
+    let mut slow = Vec::new();
+    for _ in 0..NEVER_READING {
+        slow.push(never_reading_subscriber(&broker, "flood").await);
+    }
+    let received = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while let Some(event) = fast.next_event().await {
+            seqs.push(event.seq);
+            if event.payload.to_json()["last"] == true {
+                break;
+            }
+        }
+        seqs
+    });
+
+    let chunk = "x".repeat(8 * 1024);
+    let (mut published, mut max_rss) = (0u64, base);
+    loop {
+        for _ in 0..25 {
+            let payload = Payload::from_value(&json!({"data": chunk, "last": false})).unwrap();
+            publisher.publish("flood", payload).await.unwrap();
+            published += 1;
+        }
+        max_rss = max_rss.max(broker.rss_bytes());
+        if broker.metrics().await.get(SLOW_METRIC) >= NEVER_READING as f64 {
+            break;
+        }
+        assert!(published < 20_000, "not every slow subscriber was cut after {published} messages");
+    }
+    publisher.publish("flood", Payload::from_value(&json!({"last": true})).unwrap()).await.unwrap();
+    published += 1;
+    max_rss = max_rss.max(broker.rss_bytes());
+
+    let bound = base + QUEUE_BYTES * NEVER_READING + RSS_SLACK;
+    eprintln!("RSS: base {base} B, max {max_rss} B, bound {bound} B after {published} messages");
+    assert!(max_rss <= bound, "RSS {max_rss} B above base {base} B + {NEVER_READING} × {QUEUE_BYTES} B + slack");
+    let seqs =
+        tokio::time::timeout(Duration::from_secs(60), received).await.expect("fast subscriber finished").unwrap();
+    assert_eq!(seqs, (1..=published).collect::<Vec<_>>(), "the reading subscriber got every message, in order");
+    assert_eq!(broker.metrics().await.get(SLOW_METRIC), NEVER_READING as f64, "each one was cut as a slow consumer");
+    // Read one at a time, most of them long after their cut: the broker gives a goodbye that is not read
+    // CLOSE_FLUSH_TIMEOUT (2 s) and then drops the socket, so those see the end without a close frame.
+    for ws in &mut slow {
+        let code = expect_close(ws).await;
+        assert!(matches!(code, Some(4001) | None), "a never-reading subscriber ends with 4001 or no close: {code:?}");
+    }
 }

@@ -1,9 +1,9 @@
 //! PNG charts of a report: the headline metric per target (bars) and the latency CDF (one line per
 //! target, log-scale latency). `cluster` gets two bar charts (throughput rows: deliveries/s; latency
-//! rows: p99) and the CDF of its latency rows. Text is drawn with DejaVu Sans (Debian `fonts-dejavu-core`), loaded at
+//! rows: p99) and the CDF of its latency rows; `soak` one chart of RSS and p99 over time. Text is drawn with DejaVu Sans (Debian `fonts-dejavu-core`), loaded at
 //! run time so the binary carries no font.
 
-use crate::report::{Phase, Report, Row, Scenario, bytes, micros, si};
+use crate::report::{Phase, Report, Row, Scenario, SeriesPoint, bytes, micros, si};
 use anyhow::{Context as _, anyhow, bail};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
@@ -48,6 +48,11 @@ pub fn render(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
         Ok(())
     };
+    if scenario == Scenario::Soak {
+        let file = format!("{name}.png");
+        draw(file.clone(), soak_chart(report, &dir.join(&file)))?;
+        return Ok(written);
+    }
     if scenario == Scenario::Cluster {
         let bars = |phase: Phase| -> Vec<(&str, f64)> {
             report
@@ -84,7 +89,7 @@ pub fn render(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 fn format_metric(scenario: Scenario, v: f64) -> String {
     match scenario {
-        Scenario::Latency => micros(v),
+        Scenario::Latency | Scenario::Soak => micros(v),
         Scenario::Connections => bytes(v),
         _ => si(v),
     }
@@ -136,6 +141,59 @@ fn bar_chart(
     chart.draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
         Text::new(format(*v), (SegmentValue::CenterOf(i as i32), *v + top * 0.02), ("sans-serif", 16))
     }))?;
+    root.present().with_context(|| format!("writing {}", path.display()))?;
+    Ok(true)
+}
+
+/// Two panels over the soak's time: server RSS (top) and each interval's p99 (bottom), a line per row.
+fn soak_chart(report: &Report, path: &Path) -> anyhow::Result<bool> {
+    let rows: Vec<(&str, &[SeriesPoint])> =
+        report.rows.iter().filter_map(|r| r.soak.as_ref().map(|s| (r.target.as_str(), s.series.as_slice()))).collect();
+    let points = || rows.iter().flat_map(|r| r.1.iter());
+    if points().next().is_none() {
+        return Ok(false);
+    }
+    let end = points().map(|p| p.at_secs).fold(0.0, f64::max).max(1.0);
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    let rss_top = points().filter_map(|p| p.rss_bytes).map(mib).fold(0.0, f64::max).max(1.0) * 1.15;
+    let p99_top = points().filter_map(|p| p.p99_us).map(|v| v as f64 / 1e3).fold(0.0, f64::max).max(0.001) * 1.15;
+    let root = BitMapBackend::new(path, (SIZE.0, SIZE.1 * 3 / 2)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root =
+        root.titled(&format!("{}: server RSS and p99 latency over time", report.scenario.name()), ("sans-serif", 22))?;
+    let panels = root.split_evenly((2, 1));
+    let panel = |area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+                 y_desc: &str,
+                 top: f64,
+                 value: &dyn Fn(&SeriesPoint) -> Option<f64>|
+     -> anyhow::Result<()> {
+        let mut chart = ChartBuilder::on(area)
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..end, 0f64..top)?;
+        chart.configure_mesh().x_desc("seconds").y_desc(y_desc).label_style(("sans-serif", 15)).draw()?;
+        for (i, (name, series)) in rows.iter().enumerate() {
+            let color = Palette99::pick(i);
+            chart
+                .draw_series(LineSeries::new(
+                    series.iter().filter_map(|p| value(p).map(|v| (p.at_secs, v))),
+                    color.stroke_width(2),
+                ))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 15))
+            .draw()?;
+        Ok(())
+    };
+    panel(&panels[0], "server RSS (MiB)", rss_top, &|p| p.rss_bytes.map(mib))?;
+    panel(&panels[1], "p99 latency per interval (ms)", p99_top, &|p| p.p99_us.map(|v| v as f64 / 1e3))?;
     root.present().with_context(|| format!("writing {}", path.display()))?;
     Ok(true)
 }

@@ -34,6 +34,9 @@ pub enum Command {
     /// Live commerce: N viewers of one live session, reactions as fast as the server ingests them,
     /// `reaction-stats` to every viewer.
     Reactions(ReactionsArgs),
+    /// The latency workload for minutes (default 10) at half of max load; RSS and p99 over time.
+    #[command(mut_arg("duration", |a| a.default_value("600")))]
+    Soak(SoakArgs),
     /// Every scenario with its defaults, against every target (the full matrix).
     All(AllArgs),
     /// The raw-limit server (started by the harness itself).
@@ -270,6 +273,30 @@ pub struct ReactionsArgs {
     pub common: Common,
 }
 
+/// `soak` options (`--duration` defaults to 600 s here).
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct SoakArgs {
+    /// Subscribers, all on one topic (as in `latency`).
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Publishes per second. Default: half of what a closed-loop probe of the same fan-out sustained on
+    /// the same server just before.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds of the closed-loop probe (without --rate).
+    #[arg(long, default_value_t = 10.0)]
+    pub probe: f64,
+    /// Closed-loop probe: messages in flight at most.
+    #[arg(long, default_value_t = 1024)]
+    pub inflight: u64,
+    /// Seconds between samples of the server's RSS and the interval's p99.
+    #[arg(long, default_value_t = 5.0)]
+    pub sample_every: f64,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
 /// `all` options: the shared ones and the main size of each scenario.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct AllArgs {
@@ -308,6 +335,7 @@ impl Command {
             Self::Calls(a) => Some(&a.common),
             Self::Cluster(a) => Some(&a.common),
             Self::Reactions(a) => Some(&a.common),
+            Self::Soak(a) => Some(&a.common),
             Self::All(a) => Some(&a.common),
             Self::RawServer { .. } => None,
         }

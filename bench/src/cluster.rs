@@ -236,6 +236,7 @@ async fn measure(
             (Phase::Latency, None) => bail!("the latency phase needs a rate"),
         },
         latency_every: if phase == Phase::Throughput { CLOSED_LOOP_LATENCY_EVERY } else { 1 },
+        series: None,
     };
     let phases = Phases::new(name, Duration::from_secs_f64(common.warmup), Duration::from_secs_f64(common.duration));
     let outcome = pubsub::run(&plan, &dialers, &phases, &servers.sampler()).await;

@@ -5,7 +5,7 @@
 use crate::calls;
 use crate::cli::{
     AllArgs, CallsArgs, ClusterArgs, Command, Common, ConnectionsArgs, FanoutArgs, LatencyArgs, PublishFrom,
-    ReactionsArgs, TopicsArgs,
+    ReactionsArgs, SoakArgs, TopicsArgs,
 };
 use crate::conn::{Dialer, EventView, Proto, quic_endpoint};
 use crate::connections;
@@ -39,6 +39,7 @@ enum Spec {
     Calls(CallsArgs),
     Cluster(ClusterArgs),
     Reactions(ReactionsArgs),
+    Soak(SoakArgs),
 }
 
 impl Spec {
@@ -51,6 +52,7 @@ impl Spec {
             Self::Calls(_) => Scenario::Calls,
             Self::Cluster(_) => Scenario::Cluster,
             Self::Reactions(_) => Scenario::Reactions,
+            Self::Soak(_) => Scenario::Soak,
         }
     }
 
@@ -63,6 +65,7 @@ impl Spec {
             Self::Calls(a) => &a.common,
             Self::Cluster(a) => &a.common,
             Self::Reactions(a) => &a.common,
+            Self::Soak(a) => &a.common,
         }
     }
 
@@ -75,6 +78,7 @@ impl Spec {
             Self::Calls(a) => serde_json::to_value(a)?,
             Self::Cluster(a) => serde_json::to_value(a)?,
             Self::Reactions(a) => serde_json::to_value(a)?,
+            Self::Soak(a) => serde_json::to_value(a)?,
         })
     }
 
@@ -167,6 +171,24 @@ impl Spec {
                     reactions::STATS_GAP_LIMIT
                 ));
             }
+            Self::Soak(a) => {
+                notes.push(match a.rate {
+                    Some(rate) => format!("open loop at {rate} publishes/s (given) × {} subscribers", a.subscribers),
+                    None => format!(
+                        "open loop at {} × the publishes/s a {} s closed-loop probe (at most {} in flight) \
+                         sustained first on the same server, × {} subscribers",
+                        crate::soak::LOAD_FRACTION,
+                        a.probe,
+                        a.inflight,
+                        a.subscribers
+                    ),
+                });
+                notes.push(format!(
+                    "every {} s: server RSS (VmRSS) and the interval's latency percentiles, from the intended send \
+                     time; RSS first/last = mean of the samples in the first/last minute (a third of shorter runs)",
+                    a.sample_every
+                ));
+            }
         }
         notes
     }
@@ -182,6 +204,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Calls(a) => vec![Spec::Calls(a)],
         Command::Cluster(a) => vec![Spec::Cluster(a)],
         Command::Reactions(a) => vec![Spec::Reactions(a)],
+        Command::Soak(a) => vec![Spec::Soak(a)],
         Command::All(a) => all(a),
         Command::RawServer { .. } => bail!("raw-server is not a scenario"),
     };
@@ -390,6 +413,7 @@ async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Resul
                 route: Rc::new(|_| 0),
                 load: a.rate.map_or(Load::Closed { inflight: a.inflight }, |rate| Load::Open { rate }),
                 latency_every: if a.rate.is_some() { 1 } else { CLOSED_LOOP_LATENCY_EVERY },
+                series: None,
             };
             pubsub_row(target.name(), pubsub::run(&plan, std::slice::from_ref(&dialer), &phases(), &sampler).await?)
         }
@@ -412,6 +436,7 @@ async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Resul
                 }),
                 load: a.rate.map_or(Load::Closed { inflight: a.inflight }, |rate| Load::Open { rate }),
                 latency_every: if a.rate.is_some() { 1 } else { CLOSED_LOOP_LATENCY_EVERY },
+                series: None,
             };
             pubsub_row(target.name(), pubsub::run(&plan, std::slice::from_ref(&dialer), &phases(), &sampler).await?)
         }
@@ -423,6 +448,7 @@ async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Resul
                 route: Rc::new(|_| 0),
                 load: Load::Open { rate: a.rate },
                 latency_every: 1,
+                series: None,
             };
             pubsub_row(target.name(), pubsub::run(&plan, std::slice::from_ref(&dialer), &phases(), &sampler).await?)
         }
@@ -499,6 +525,7 @@ async fn measure(spec: &Spec, target: Target, server: &Running) -> anyhow::Resul
             let plan = reactions::Plan { session, viewers: a.viewers, senders: a.senders, inflight: a.inflight };
             reactions_row(target, &plan, reactions::run(&plan, &dialer, &phases(), &sampler).await?)
         }
+        Spec::Soak(a) => crate::soak::run(a, target.name(), &dialer, &sampler).await?,
         Spec::Cluster(_) => bail!("the cluster scenario starts its own servers"),
     };
     close_dialer(&dialer);

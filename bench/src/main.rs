@@ -5,7 +5,8 @@
 //! - [`cli`]: the command line; [`harness`]: runs a scenario over the targets and reports.
 //! - Scenarios: [`pubsub`] (fanout, topics, latency), [`connections`], [`calls`], [`cluster`] (pub/sub
 //!   across chorus nodes sharing one Redis, against a single node), [`reactions`] (live commerce: one
-//!   session's reactions and their stats to every viewer); [`rest`]: the REST requests of their setup.
+//!   session's reactions and their stats to every viewer), [`soak`] (the latency workload for minutes:
+//!   RSS and p99 over time); [`rest`]: the REST requests of their setup.
 //! - The generator's client side: [`conn`] (transports and dialects), [`ws`] (WebSocket framing),
 //!   [`stamp`] (the timestamped payload).
 //! - The servers: [`servers`] (start, pin, stop; redis-server for `cluster`), [`raw_server`] (the raw
@@ -28,6 +29,7 @@ mod reactions;
 mod report;
 mod rest;
 mod servers;
+mod soak;
 mod stamp;
 mod target;
 mod ws;

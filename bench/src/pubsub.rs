@@ -13,9 +13,13 @@
 //!
 //! **Open loop.** Publishers send message `i` at `start + i / rate`, stamped with that *intended* time,
 //! so a server that stalls the publisher is charged for the wait (no coordinated omission).
+//!
+//! **Series.** With [`Plan::series`] (`soak`), the measured window is also cut into intervals: each
+//! interval's deliveries get a histogram of their own, and its end records the server's RSS.
 
 use crate::conn::{Conn, Dialer, Incoming};
 use crate::measure::{Phases, Sampler};
+use crate::report::SeriesPoint;
 use crate::stamp;
 use hdrhistogram::Histogram;
 use std::cell::{Cell, RefCell};
@@ -69,6 +73,8 @@ pub struct Plan {
     pub load: Load,
     /// Record the latency of one delivery in this many (1 = every delivery).
     pub latency_every: u64,
+    /// Sample the server's RSS and the interval's latency this often during the measured window.
+    pub series: Option<Duration>,
 }
 
 /// What one target did in the measured window.
@@ -103,6 +109,8 @@ pub struct Outcome {
     pub out_of_order: Option<u64>,
     /// CPU and memory over the window.
     pub sample: crate::measure::Sample,
+    /// One point per [`Plan::series`] interval (empty without).
+    pub series: Vec<SeriesPoint>,
 }
 
 /// Latency histogram bounds: 1 µs to 10 minutes at 3 significant digits.
@@ -189,6 +197,8 @@ struct Flow {
     expected: Cell<u64>,
     next_index: Cell<u64>,
     latency: RefCell<Histogram<u64>>,
+    /// The current series interval's latency (only with [`Plan::series`]).
+    interval: Option<RefCell<Histogram<u64>>>,
     latency_every: u64,
     sample_counter: Cell<u64>,
     errors: Cell<u64>,
@@ -229,6 +239,9 @@ impl Flow {
                         self.sample_counter.set(0);
                         let micros = now.saturating_sub(sent) / 1000;
                         self.latency.borrow_mut().saturating_record(micros.max(1));
+                        if let Some(interval) = &self.interval {
+                            interval.borrow_mut().saturating_record(micros.max(1));
+                        }
                     } else {
                         self.sample_counter.set(n);
                     }
@@ -342,6 +355,7 @@ pub async fn run(plan: &Plan, nodes: &[Dialer], phases: &Phases, sampler: &Sampl
         expected: Cell::new(0),
         next_index: Cell::new(0),
         latency: RefCell::new(new_histogram()),
+        interval: plan.series.map(|_| RefCell::new(new_histogram())),
         latency_every: plan.latency_every.max(1),
         sample_counter: Cell::new(0),
         errors: Cell::new(0),
@@ -378,7 +392,16 @@ pub async fn run(plan: &Plan, nodes: &[Dialer], phases: &Phases, sampler: &Sampl
     phases.warmup(&counter, &progress, &|| None).await;
     flow.measuring.set(true);
     let window = sampler.begin()?;
-    phases.measure(&counter, &progress, &|| None).await;
+    let series = RefCell::new(Vec::new());
+    match plan.series {
+        None => phases.measure(&counter, &progress, &|| None).await,
+        Some(every) => {
+            tokio::select! {
+                () = phases.measure(&counter, &progress, &|| None) => {}
+                () = sample_series(&flow, sampler, every, &series) => {}
+            }
+        }
+    }
     flow.measuring.set(false);
     let sample = sampler.end(window)?;
     if let Some(w) = &flow.window {
@@ -403,7 +426,33 @@ pub async fn run(plan: &Plan, nodes: &[Dialer], phases: &Phases, sampler: &Sampl
         surplus: flow.surplus.get(),
         out_of_order: flow.check_order.then(|| flow.out_of_order.get()),
         sample,
+        series: series.into_inner(),
     })
+}
+
+/// Every `every`: the interval's delivery rate and latency percentiles, and the server's RSS. Runs
+/// until the measured window ends (the caller drops it then).
+async fn sample_series(flow: &Flow, sampler: &Sampler, every: Duration, points: &RefCell<Vec<SeriesPoint>>) {
+    let start = Instant::now();
+    let mut ticks = tokio::time::interval_at((start + every).into(), every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut last_count, mut last_at) = (flow.delivered.get(), start);
+    loop {
+        ticks.tick().await;
+        let now = Instant::now();
+        let latency = flow.interval.as_ref().map(|h| h.replace(new_histogram())).filter(|h| !h.is_empty());
+        let count = flow.delivered.get();
+        let seconds = now.duration_since(last_at).as_secs_f64().max(1e-9);
+        points.borrow_mut().push(SeriesPoint {
+            at_secs: now.duration_since(start).as_secs_f64(),
+            rss_bytes: sampler.server_rss(),
+            delivered_per_sec: (count - last_count) as f64 / seconds,
+            p50_us: latency.as_ref().map(|h| h.value_at_percentile(50.0)),
+            p99_us: latency.as_ref().map(|h| h.value_at_percentile(99.0)),
+            max_us: latency.as_ref().map(|h| h.max()),
+        });
+        (last_count, last_at) = (count, now);
+    }
 }
 
 /// Reads deliveries until the connection ends.

@@ -29,6 +29,8 @@ pub enum Scenario {
     Cluster,
     /// Live-commerce reactions with their stats fanned out to every viewer.
     Reactions,
+    /// The latency workload held for minutes at half of max load: RSS and p99 over time.
+    Soak,
 }
 
 impl Scenario {
@@ -42,6 +44,7 @@ impl Scenario {
             Self::Calls => "calls",
             Self::Cluster => "cluster",
             Self::Reactions => "reactions",
+            Self::Soak => "soak",
         }
     }
 
@@ -50,7 +53,7 @@ impl Scenario {
     pub fn primary(self) -> (&'static str, bool) {
         match self {
             Self::Fanout | Self::Topics | Self::Cluster => ("deliveries/s", true),
-            Self::Latency => ("p99 latency (µs)", false),
+            Self::Latency | Self::Soak => ("p99 latency (µs)", false),
             Self::Connections => ("broker RSS per connection (bytes)", false),
             Self::Calls => ("calls/s", true),
             Self::Reactions => ("reactions/s ingested", true),
@@ -243,6 +246,61 @@ pub struct Reactions {
     pub every_viewer_fed: bool,
 }
 
+/// One interval of a `soak` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesPoint {
+    /// End of the interval, seconds into the measured window.
+    pub at_secs: f64,
+    /// Server resident memory at that moment.
+    pub rss_bytes: Option<u64>,
+    /// Deliveries per second over the interval.
+    pub delivered_per_sec: f64,
+    /// Median latency of the interval's deliveries, µs (none without deliveries).
+    pub p50_us: Option<u64>,
+    /// 99th percentile latency of the interval's deliveries, µs.
+    pub p99_us: Option<u64>,
+    /// Largest latency of the interval's deliveries, µs.
+    pub max_us: Option<u64>,
+}
+
+/// `soak` results: the load, and the server's memory and latency over time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Soak {
+    /// Publishes per second offered (open loop).
+    pub rate: f64,
+    /// Without `--rate`: the publishes per second the closed-loop probe sustained (the rate is a
+    /// fraction of it).
+    pub probe_published_per_sec: Option<f64>,
+    /// Seconds between samples.
+    pub sample_every_secs: f64,
+    /// Seconds at each end of the run that `rss_first_bytes` and `rss_last_bytes` average over.
+    pub edge_secs: f64,
+    /// Mean RSS of the samples in the first `edge_secs`.
+    pub rss_first_bytes: Option<u64>,
+    /// Mean RSS of the samples in the last `edge_secs`.
+    pub rss_last_bytes: Option<u64>,
+    /// Largest RSS sampled.
+    pub rss_max_bytes: Option<u64>,
+    /// `rss_last_bytes / rss_first_bytes − 1` (0.05 = grew by 5 %).
+    pub rss_growth: Option<f64>,
+    /// Largest interval p99, µs.
+    pub p99_max_us: Option<u64>,
+    /// Machine load average (1, 5, 15 minutes) when the run started and when it ended: the machine may
+    /// be shared.
+    pub load_average_start: Option<[f64; 3]>,
+    /// See `load_average_start`.
+    pub load_average_end: Option<[f64; 3]>,
+    /// One point per interval.
+    pub series: Vec<SeriesPoint>,
+}
+
+/// The load average from `/proc/loadavg` (1, 5, 15 minutes).
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_ascii_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
+}
+
 /// One target's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -262,6 +320,8 @@ pub struct Row {
     pub connections: Option<Connections>,
     /// Reactions scenario.
     pub reactions: Option<Reactions>,
+    /// Soak scenario.
+    pub soak: Option<Soak>,
     /// Publish→deliver (pub/sub), call (calls) or handshake (connections) latency.
     pub latency: Option<Latency>,
     /// Server CPU over the window, in cores (1.0 = the whole pinned core).
@@ -302,6 +362,7 @@ impl Row {
             calls: None,
             connections: None,
             reactions: None,
+            soak: None,
             latency: None,
             server_cpu: None,
             generator_cpu: None,
@@ -367,7 +428,7 @@ impl Row {
         }
         match scenario {
             Scenario::Fanout | Scenario::Topics => self.throughput.as_ref().map(|t| t.delivered_per_sec),
-            Scenario::Latency => self.latency.as_ref().map(|l| l.p99_us as f64),
+            Scenario::Latency | Scenario::Soak => self.latency.as_ref().map(|l| l.p99_us as f64),
             Scenario::Connections => self.connections.as_ref().and_then(|c| c.rss_per_connection_bytes),
             Scenario::Calls => self.calls.as_ref().map(|c| c.ops_per_sec),
             Scenario::Reactions => self.reactions.as_ref().map(|r| r.ingested_per_sec),
@@ -514,6 +575,14 @@ impl Report {
         match self.scenario {
             Scenario::Fanout | Scenario::Topics | Scenario::Latency => {
                 out.push_str(&grid(&PUBSUB, self.rows.iter().map(pubsub).collect()));
+            }
+            Scenario::Soak => {
+                out.push_str(&grid(&PUBSUB, self.rows.iter().map(pubsub).collect()));
+                for r in &self.rows {
+                    if let Some(s) = &r.soak {
+                        let _ = writeln!(out, "  {}: {}", r.target, soak_summary(s));
+                    }
+                }
             }
             Scenario::Cluster => {
                 for phase in [Phase::Throughput, Phase::Latency] {
@@ -720,6 +789,27 @@ impl Report {
         }
         out
     }
+}
+
+/// A soak row in one line: its load, RSS at both ends and at most, p99 at most.
+fn soak_summary(s: &Soak) -> String {
+    let size = |b: Option<u64>| b.map_or("-".into(), |b| bytes(b as f64));
+    let load = match s.probe_published_per_sec {
+        Some(max) => format!("{} publishes/s (half of the probe's {})", si(s.rate), si(max)),
+        None => format!("{} publishes/s (given)", si(s.rate)),
+    };
+    let growth = s.rss_growth.map_or("-".into(), |g| format!("{:+.1}%", g * 100.0));
+    format!(
+        "{load}; RSS first {:.0} s {}, last {:.0} s {} ({growth}), max {}; interval p99 max {}; {} samples every {} s",
+        s.edge_secs,
+        size(s.rss_first_bytes),
+        s.edge_secs,
+        size(s.rss_last_bytes),
+        size(s.rss_max_bytes),
+        s.p99_max_us.map_or("-".into(), |v| micros(v as f64)),
+        s.series.len(),
+        s.sample_every_secs,
+    )
 }
 
 /// Lays out a table: the first column left-aligned, the others right-aligned, each as wide as its

@@ -14,6 +14,9 @@
 //! `cluster` runs against three nodes of this process joined through a `redis-server` the test starts
 //! (`chorus_testkit::RedisServer`; Debian `apt-get install -y redis-server`, CI installs it), with a fourth node
 //! without Redis as the single-node baseline.
+//!
+//! `soak` runs for 1.5 s against an in-process node (probe, then the open loop at half of it), and its
+//! series of RSS and p99 samples is checked.
 
 use chorus_core::config::Config;
 use serde_json::Value;
@@ -291,6 +294,43 @@ async fn the_reactions_scenario_feeds_every_viewer() {
         assert!(r["stats_delivered"].as_u64().unwrap_or(0) >= 20, "{target}\n{row}");
         assert!(row["latency"]["p99_us"].as_u64().unwrap_or(0) > 0, "{target}: no latency\n{row}");
         assert_eq!(row["errors"], 0, "{target}: refused reactions\n{row}");
+    }
+    server.shutdown();
+    server.stopped().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soak_scenario_samples_rss_and_p99_over_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_config(&dir.path().join("data"), &["--publish-rate", "10000000"]);
+    let server = chorus_core::server::start(config, Vec::new()).await.unwrap();
+    let (http, pid) = (server.http_addr.to_string(), std::process::id().to_string());
+    let args = [
+        ["--targets", "chorus-msgpack", "--no-pin", "--warmup", "0.2", "--duration", "1.5"].as_slice(),
+        &["--subscribers", "20", "--probe", "0.5", "--sample-every", "0.25"],
+        &["--attach-http", &http, "--attach-pid", &pid],
+    ]
+    .concat();
+    let out = dir.path().join("results");
+    let (json, stdout, stderr) = run_bench("soak", &args, &out).await;
+    let rows = rows(&json);
+    assert_eq!(rows.len(), 1, "{stdout}");
+    let row = &rows[0];
+    assert_eq!(row["status"], "ok", "{stdout}\n{stderr}");
+    assert!(row["throughput"]["delivered"].as_u64().unwrap_or(0) > 0, "nothing delivered\n{row}");
+    let soak = &row["soak"];
+    let probed = soak["probe_published_per_sec"].as_f64().unwrap_or(0.0);
+    assert!(probed > 0.0, "the rate comes from the probe\n{soak}");
+    assert!((soak["rate"].as_f64().unwrap_or(0.0) - probed / 2.0).abs() < 1e-6, "half of the probe's max\n{soak}");
+    let series = soak["series"].as_array().expect("series");
+    assert!(series.len() >= 4, "a point every 0.25 s over 1.5 s\n{soak}");
+    assert!(series.iter().all(|p| p["rss_bytes"].as_u64().unwrap_or(0) > 0), "RSS in every point\n{soak}");
+    assert!(series.iter().any(|p| p["p99_us"].as_u64().unwrap_or(0) > 0), "p99 in the points\n{soak}");
+    let first = soak["rss_first_bytes"].as_u64().expect("RSS of the first third");
+    assert!(soak["rss_max_bytes"].as_u64().unwrap_or(0) >= first, "{soak}");
+    assert!(stdout.contains("half of the probe's"), "{stdout}");
+    if Path::new(FONT).exists() {
+        assert!(out.join("soak.png").exists(), "no soak.png\n{stderr}");
     }
     server.shutdown();
     server.stopped().await.unwrap();

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
 
 /// The HS256 secret every test broker is started with.
@@ -157,6 +157,18 @@ impl Broker {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The process's resident memory (`VmRSS` of `/proc/<pid>/status`), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("a VmRSS line");
+        kib * 1024
+    }
+
     /// GET `path`; returns (status, body).
     pub async fn get(&self, path: &str) -> (u16, String) {
         http_request(self.http, "GET", path, &[], None).await.expect("HTTP request")
@@ -247,6 +259,19 @@ pub async fn raw_ws(broker: &Broker, subprotocol: &str, query: &str) -> RawWs {
         "server must echo the subprotocol"
     );
     ws
+}
+
+/// Opens a raw WebSocket to `http`'s native endpoint offering `subprotocol` over `socket`, which the
+/// caller has prepared (a source address bound, a small receive buffer…).
+pub async fn raw_ws_via(http: SocketAddr, socket: TcpSocket, subprotocol: &str) -> anyhow::Result<RawWs> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let stream = socket.connect(http).await.context("TCP connect")?;
+    let mut req = format!("ws://{http}/v1/ws").into_client_request()?;
+    req.headers_mut().insert("Sec-WebSocket-Protocol", subprotocol.parse()?);
+    let (ws, _) = tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+        .await
+        .context("WebSocket handshake")?;
+    Ok(ws)
 }
 
 /// Sends a JSON frame as a text message.

@@ -4,7 +4,8 @@
 //! waits until it accepts connections, and kills it when dropped. [`socketio`] runs the real Socket.IO
 //! client libraries (Node and Python) as scenarios against a broker; [`http`] is the one raw HTTP client
 //! every suite uses; [`chromium`] drives a headless Chromium for the browser tests; [`venv`] keeps the
-//! pinned Python tools they run; [`plain`] checks that messages for people carry no Rust type names.
+//! pinned Python tools they run; [`plain`] checks that messages for people carry no Rust type names;
+//! [`raise_open_file_limit`] lets a test hold thousands of sockets.
 #![warn(missing_docs)]
 
 pub mod chromium;
@@ -27,6 +28,25 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Ports tried: another process can take a probed free port before `redis-server` binds it.
 const PORT_ATTEMPTS: usize = 3;
+
+/// Raises this process's open-file limit to its hard limit (children started afterwards inherit it), for
+/// tests that hold thousands of sockets; returns the limit now in force.
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write one `rlimit` owned here.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(lim.rlim_cur)
+}
 
 /// A loopback port nothing listens on (at the time of asking), for servers that cannot take port 0.
 pub fn free_port() -> u16 {
