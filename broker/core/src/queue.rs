@@ -22,6 +22,17 @@ use tokio_util::sync::CancellationToken;
 /// buffers up to about this much), small enough that one batch does not hold much of the queue.
 pub const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
+/// Frames' worth of capacity a connection's queue and write batch keep when they shrink. A backlog grows
+/// them (to as many frames as the queue's byte bound holds); once a drain leaves them less than a quarter
+/// full they give the capacity back, so a burst does not stay in every subscriber's memory (the `soak`
+/// scenario's RSS).
+const KEEP_FRAMES: usize = 64;
+
+/// Gives back most of `capacity` when `len` uses under a quarter of it.
+fn shrunk(len: usize, capacity: usize) -> Option<usize> {
+    (capacity > KEEP_FRAMES && len < capacity / 4).then(|| (len * 2).max(KEEP_FRAMES))
+}
+
 /// The form frames take in a connection's queue, chosen by its transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -246,6 +257,9 @@ impl OutQueue {
                     }
                 }
                 inner.bytes -= cost.min(inner.bytes);
+                if let Some(keep) = shrunk(inner.frames.len(), inner.frames.capacity()) {
+                    inner.frames.shrink_to(keep);
+                }
                 if !batch.is_empty() {
                     return None;
                 }
@@ -281,6 +295,9 @@ pub async fn run_writer(
             return;
         }
         metrics.frames_out(transport, batch.len() as u64, bytes as u64);
+        if let Some(keep) = shrunk(batch.len(), batch.capacity()) {
+            batch.shrink_to(keep);
+        }
         batch.clear();
     }
 }
@@ -288,6 +305,27 @@ pub async fn run_writer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacity_a_backlog_grew_is_given_back_once_drained() {
+        assert_eq!(shrunk(0, KEEP_FRAMES), None, "the kept capacity stays");
+        assert_eq!(shrunk(30, 100), None, "a quarter or more in use stays");
+        assert_eq!(shrunk(10, 40_000), Some(KEEP_FRAMES));
+        assert_eq!(shrunk(5_000, 40_000), Some(10_000));
+    }
+
+    #[tokio::test]
+    async fn a_drained_backlog_does_not_keep_its_capacity() {
+        let q = OutQueue::new(Codec::Json, usize::MAX);
+        for _ in 0..10_000 {
+            assert_eq!(q.push(Bytes::from_static(b"x")), Push::Queued);
+        }
+        let mut batch = Vec::new();
+        while batch.len() < 10_000 {
+            assert!(q.next_batch(&mut batch).await.is_none());
+        }
+        assert!(q.inner.lock().frames.capacity() <= KEEP_FRAMES, "the queue gave its capacity back");
+    }
     use chorus_protocol::codec::decode_server;
 
     #[tokio::test]
