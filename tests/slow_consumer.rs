@@ -33,16 +33,7 @@ async fn a_client_that_never_reads_is_cut_and_the_others_get_everything() {
     fast.subscribe("firehose").await.unwrap();
     let publisher = Client::connect(ConnectOptions::websocket(broker.ws_url(""))).await.unwrap();
 
-    let received = tokio::spawn(async move {
-        let mut seqs = Vec::new();
-        while let Some(event) = fast.next_event().await {
-            seqs.push(event.seq);
-            if event.payload.to_json()["last"] == true {
-                break;
-            }
-        }
-        seqs
-    });
+    let received = tokio::spawn(seqs_until_last(fast));
 
     let chunk = "x".repeat(8 * 1024);
     let mut published = 0u64;
@@ -102,16 +93,7 @@ async fn memory_stays_within_the_queue_bounds_while_many_subscribers_never_read(
     for _ in 0..NEVER_READING {
         slow.push(never_reading_subscriber(&broker, "flood").await);
     }
-    let received = tokio::spawn(async move {
-        let mut seqs = Vec::new();
-        while let Some(event) = fast.next_event().await {
-            seqs.push(event.seq);
-            if event.payload.to_json()["last"] == true {
-                break;
-            }
-        }
-        seqs
-    });
+    let received = tokio::spawn(seqs_until_last(fast));
 
     let chunk = "x".repeat(8 * 1024);
     let (mut published, mut max_rss) = (0u64, base);
@@ -144,4 +126,16 @@ async fn memory_stays_within_the_queue_bounds_while_many_subscribers_never_read(
         let code = expect_close(ws).await;
         assert!(matches!(code, Some(4001) | None), "a never-reading subscriber ends with 4001 or no close: {code:?}");
     }
+}
+
+/// The seqs `client` receives, up to the event whose payload has `last: true`.
+async fn seqs_until_last(client: Client) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while let Some(event) = client.next_event().await {
+        seqs.push(event.seq);
+        if event.payload.to_json()["last"] == true {
+            break;
+        }
+    }
+    seqs
 }

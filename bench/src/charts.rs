@@ -146,6 +146,20 @@ fn bar_chart(
 }
 
 /// Two panels over the soak's time: server RSS (top) and each interval's p99 (bottom), a line per row.
+/// The series' legend, in the lower right corner.
+fn legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()?;
+    Ok(())
+}
+
 fn soak_chart(report: &Report, path: &Path) -> anyhow::Result<bool> {
     let rows: Vec<(&str, &[SeriesPoint])> =
         report.rows.iter().filter_map(|r| r.soak.as_ref().map(|s| (r.target.as_str(), s.series.as_slice()))).collect();
@@ -183,14 +197,7 @@ fn soak_chart(report: &Report, path: &Path) -> anyhow::Result<bool> {
                 .label(*name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 15))
-            .draw()?;
-        Ok(())
+        legend(&mut chart)
     };
     panel(&panels[0], "server RSS (MiB)", rss_top, &|p| p.rss_bytes.map(mib))?;
     panel(&panels[1], "p99 latency per interval (ms)", p99_top, &|p| p.p99_us.map(|v| v as f64 / 1e3))?;
@@ -243,13 +250,7 @@ fn cdf_chart(report: &Report, path: &Path, keep: &dyn Fn(&Row) -> bool) -> anyho
             .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()?;
+    legend(&mut chart)?;
     root.present().with_context(|| format!("writing {}", path.display()))?;
     Ok(true)
 }
