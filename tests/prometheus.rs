@@ -43,7 +43,7 @@ async fn prometheus_scrapes_the_broker() {
         ),
     )
     .unwrap();
-    let _prometheus = tokio::process::Command::new(prometheus_bin)
+    let mut prometheus = tokio::process::Command::new(prometheus_bin)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
         .arg(format!("--web.listen-address={listen}"))
@@ -54,16 +54,19 @@ async fn prometheus_scrapes_the_broker() {
         .expect("start prometheus");
 
     // Prometheus offers no push notification for "scraped"; poll its API, bounded.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let up = query(listen, r#"up{job="chorus"}"#).await;
         let conns = query(listen, r#"chorus_connections{transport="ws"}"#).await;
         if up == Some(1.0) && conns == Some(1.0) {
             break;
         }
+        if let Ok(Some(status)) = prometheus.try_wait() {
+            panic!("Prometheus exited ({status}) before it scraped chorus: is {listen} taken?");
+        }
         assert!(
             Instant::now() < deadline,
-            "Prometheus did not scrape chorus within 60 s (up={up:?}, connections={conns:?})"
+            "Prometheus did not scrape chorus within 120 s (up={up:?}, connections={conns:?})"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
