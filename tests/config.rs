@@ -77,6 +77,24 @@ async fn a_bad_value_names_its_source() {
 }
 
 #[tokio::test]
+async fn workers_set_the_runtime_threads_and_zero_is_refused() {
+    let base = ["--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0"];
+    for n in ["1", "3"] {
+        let line = listening(&[&base[..], &["--workers", n]].concat(), &[]).await;
+        assert!(line.ends_with(&format!(" workers={n}")), "--workers {n}: {line}");
+    }
+    let line = listening(&base, &[("CHORUS_WORKERS", "2")]).await;
+    assert!(line.ends_with(" workers=2"), "{line}");
+    let default = std::thread::available_parallelism().map_or(1, usize::from);
+    let line = listening(&base, &[]).await;
+    assert!(line.ends_with(&format!(" workers={default}")), "one per CPU by default: {line}");
+    let zero = refused(&["--workers", "0"], &[]).await;
+    assert!(zero.contains("--workers") && zero.contains("0"), "{zero}");
+    let word = refused(&[], &[("CHORUS_WORKERS", "many")]).await;
+    assert!(word.contains("CHORUS_WORKERS=\"many\""), "{word}");
+}
+
+#[tokio::test]
 async fn booleans_take_yes_no_and_digits_and_addresses_take_localhost() {
     let base = ["--listen", "localhost:0", "--quic-listen", "127.0.0.1:0"];
     for yes in ["1", "yes", "YES", "on", "true"] {

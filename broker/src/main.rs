@@ -72,8 +72,9 @@ fn run() -> anyhow::Result<()> {
             chorus_study_groups::socketio(),
         ],
     };
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(chorus_core::server::run(config, services))
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.workers {
+        runtime.worker_threads(usize::from(workers));
+    }
+    runtime.enable_all().build()?.block_on(chorus_core::server::run(config, services))
 }

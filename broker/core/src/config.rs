@@ -139,6 +139,11 @@ pub struct Config {
     #[arg(long, env = "CHORUS_HISTORY_TTL_SECS", default_value_t = 300)]
     pub history_ttl_secs: u64,
 
+    /// Threads that run connections, fan-out and modules (default: one per CPU this process may run on,
+    /// as its CPU affinity or cgroup quota allows). Fan-out to many subscribers spreads over them.
+    #[arg(long, env = "CHORUS_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
+
     /// Seconds to wait for connections to drain on shutdown before exiting anyway.
     #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,

@@ -229,7 +229,7 @@ impl Server {
 }
 
 /// Runs a node until SIGINT or SIGTERM, printing one `chorus listening ...` line on stdout once bound
-/// (scripts and tests read the ports from it).
+/// (scripts and tests read the ports from it, and the runtime's worker threads).
 pub async fn run(config: Config, services: Services) -> anyhow::Result<()> {
     let server = start_services(config, services, Arc::new(SystemClock)).await?;
     let quic = server.quic_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
@@ -237,7 +237,8 @@ pub async fn run(config: Config, services: Services) -> anyhow::Result<()> {
     // Installed before the listening line: a supervisor (or a test) may signal as soon as it reads it, and
     // a signal without a handler would kill the node without its drain.
     let stop = stop_signal()?;
-    println!("chorus listening http={} quic={quic} quic_fingerprint={fingerprint}", server.http_addr);
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    println!("chorus listening http={} quic={quic} quic_fingerprint={fingerprint} workers={workers}", server.http_addr);
     if server.node.config.dev {
         print_dev_banner(&server);
     }
