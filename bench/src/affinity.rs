@@ -12,15 +12,23 @@ pub const GENERATOR_CPU: usize = 1;
 /// Pins the calling thread, and every thread or process it creates afterwards, to `cpu`.
 /// Async-signal-safe (one system call), so it may run between `fork` and `exec`.
 pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    pin_current_thread_to(cpu, 1)
+}
+
+/// Pins the calling thread, and every thread or process it creates afterwards, to the `count` CPUs
+/// from `first`. Async-signal-safe, as [`pin_current_thread`].
+pub fn pin_current_thread_to(first: usize, count: usize) -> io::Result<()> {
     // SAFETY: `cpu_set_t` is a plain bit array for which all-zero is the valid empty set; `CPU_SET`
     // writes inside it (`cpu` is checked against its capacity first) and `sched_setaffinity` only reads
     // `size_of::<cpu_set_t>()` bytes from the pointer we pass.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+        if first + count > 8 * std::mem::size_of::<libc::cpu_set_t>() {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
-        libc::CPU_SET(cpu, &mut set);
+        for cpu in first..first + count {
+            libc::CPU_SET(cpu, &mut set);
+        }
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -45,13 +53,20 @@ pub fn online_cpus() -> usize {
     usize::try_from(n).unwrap_or(1).max(1)
 }
 
-/// Pins this process to [`GENERATOR_CPU`]; call before any thread is started so that all inherit it.
-pub fn pin_generator() -> anyhow::Result<()> {
+/// Pins this process to the CPU after the server's `server_cpus` ([`GENERATOR_CPU`] for one), or leaves
+/// it on every CPU when the server has them all; call before any thread is started so that all inherit it.
+pub fn pin_generator(server_cpus: usize) -> anyhow::Result<()> {
     let cpus = online_cpus();
-    if cpus <= GENERATOR_CPU {
+    if server_cpus > cpus {
+        bail!("--server-cpus {server_cpus}: this machine has {cpus} CPUs");
+    }
+    if server_cpus == 1 && cpus <= GENERATOR_CPU {
         bail!("pinning needs at least {} CPUs, this machine has {cpus}; pass --no-pin", GENERATOR_CPU + 1);
     }
-    pin_current_thread(GENERATOR_CPU).context("pinning the load generator")
+    if server_cpus == cpus {
+        return Ok(());
+    }
+    pin_current_thread(server_cpus).context("pinning the load generator")
 }
 
 /// The soft limit on open files in force.

@@ -76,8 +76,13 @@ pub struct Common {
     #[serde(skip)]
     pub no_charts: bool,
     /// Do not pin the server to CPU 0 and the generator to CPU 1.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server_cpus")]
     pub no_pin: bool,
+    /// CPUs the server under test is pinned to (CPUs 0 to N-1; chorus runs `--workers N`). The generator
+    /// gets the next CPU, or shares the server's when the machine has no other (the reports' `gen CPU`
+    /// then says how much of them it took).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub server_cpus: u16,
     /// The chorus binary (build it with `cargo build --release -p chorus-broker`).
     #[arg(long, default_value = "target/release/chorus")]
     #[serde(skip)]

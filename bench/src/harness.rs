@@ -92,6 +92,19 @@ impl Spec {
                  node has to itself",
                 a.node_count()
             ),
+            (false, _) if common.server_cpus > 1 => {
+                let cpus = common.server_cpus;
+                let generator = if usize::from(cpus) < crate::affinity::online_cpus() {
+                    format!("the generator to CPU {cpus}")
+                } else {
+                    "the generator shares them (its share is `gen CPU`)".to_owned()
+                };
+                format!(
+                    "server pinned to CPUs 0-{} (chorus with --workers {cpus}), {generator}; `srv CPU` counts \
+                     cores (200% = two)",
+                    cpus - 1
+                )
+            }
             (false, _) => "server pinned to CPU 0, generator to CPU 1: every target gets one core".to_owned(),
         }];
         let closed = |inflight: u64| {
@@ -253,7 +266,7 @@ fn launcher(common: &Common) -> Launcher {
         redis_bin: common.redis_bin.clone(),
         socketio_dir: common.socketio_dir.clone(),
         jwt_secret: common.jwt_secret.clone(),
-        pin: !common.no_pin,
+        pin: (!common.no_pin).then_some(usize::from(common.server_cpus)),
         attach: common.attach_http.map(|http| Attached {
             http,
             quic: common.attach_quic,

@@ -46,10 +46,9 @@ fn main() -> anyhow::Result<()> {
     if let cli::Command::RawServer { listen, writev } = cli.command {
         return raw_server::run(listen, writev);
     }
-    let pin = cli.command.common().is_some_and(|c| !c.no_pin);
-    if pin {
+    if let Some(common) = cli.command.common().filter(|c| !c.no_pin) {
         // Before any thread exists, so that the runtime and progress-bar threads inherit it.
-        affinity::pin_generator()?;
+        affinity::pin_generator(usize::from(common.server_cpus))?;
     }
     let nofile = affinity::raise_nofile(WANTED_NOFILE).context("raising the open-file limit")?;
     if nofile < WANTED_NOFILE {

@@ -67,8 +67,8 @@ pub struct Launcher {
     pub socketio_dir: PathBuf,
     /// HS256 secret given to chorus, for tokens the calls scenario needs.
     pub jwt_secret: String,
-    /// Pin servers to their core.
-    pub pin: bool,
+    /// The number of CPUs (from CPU 0) servers are pinned to; `None`: not pinned.
+    pub pin: Option<usize>,
     /// Use this chorus node instead of starting one.
     pub attach: Option<Attached>,
 }
@@ -166,6 +166,7 @@ impl Launcher {
         .iter()
         .chain(extra)
         .map(|a| a.to_string())
+        .chain(self.pin.into_iter().flat_map(|cpus| ["--workers".to_owned(), cpus.to_string()]))
         .collect::<Vec<_>>();
         let (child, kv, command) =
             self.spawn(&self.chorus_bin, &args, None, &[], dir.path(), "chorus listening ").await?;
@@ -317,8 +318,8 @@ impl Launcher {
         // calls (sched_setaffinity, prctl); it allocates nothing and takes no lock.
         unsafe {
             cmd.pre_exec(move || {
-                if pin {
-                    affinity::pin_current_thread(affinity::SERVER_CPU)?;
+                if let Some(cpus) = pin {
+                    affinity::pin_current_thread_to(affinity::SERVER_CPU, cpus)?;
                 }
                 affinity::die_with_parent()
             });
