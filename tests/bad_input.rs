@@ -122,6 +122,29 @@ async fn oversize_frame_closes_with_1009_and_others_are_unaffected() {
 }
 
 #[tokio::test]
+async fn frames_larger_than_the_read_buffer_arrive_whole() {
+    // The WebSocket read buffer is 2 KiB; frames up to the 64 KiB limit grow it, back to back.
+    let broker = Broker::start(&[]).await;
+    let mut sub = json_session(&broker, None).await;
+    send_json(&mut sub, json!({"type": "subscribe", "id": 1, "topic": "big"})).await;
+    assert_eq!(next_json(&mut sub).await["type"], "reply");
+    let mut publisher = json_session(&broker, None).await;
+    let sizes = [60_000, 3_000, 10, 2_047, 2_048, 2_049, 40_000];
+    for (i, n) in sizes.iter().enumerate() {
+        let payload = format!("{i}{}", "x".repeat(n - 1));
+        send_json(&mut publisher, json!({"type": "publish", "id": i, "topic": "big", "payload": payload})).await;
+    }
+    for (i, n) in sizes.iter().enumerate() {
+        let reply = next_json(&mut publisher).await;
+        assert_eq!((reply["type"].as_str(), reply["id"].as_u64()), (Some("reply"), Some(i as u64)), "{reply}");
+        let event = next_json(&mut sub).await;
+        let payload = event["payload"].as_str().unwrap_or_else(|| panic!("an event: {event}"));
+        assert_eq!(payload.len(), *n, "event {i}");
+        assert!(payload.starts_with(&i.to_string()), "event {i} in order");
+    }
+}
+
+#[tokio::test]
 async fn publish_rate_limit_reports_every_dropped_frame() {
     let broker = Broker::start(&["--publish-rate", "5"]).await;
     let mut ws = json_session(&broker, None).await;

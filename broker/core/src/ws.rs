@@ -47,10 +47,12 @@ const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
 const FIN: u8 = 0x80;
 
-/// Bytes tungstenite reads from the socket at a time; it allocates this much per connection up front.
-/// Its default (128 KiB) made an idle connection cost ~137 KiB of RSS (bench `connections`); inbound frames
-/// are small and capped at `max_frame_bytes`, so a few pages are enough.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Bytes tungstenite reads from the socket at a time; it allocates (and zero-fills) this much per connection
+/// up front, and grows it only for a frame that needs more. Inbound frames are small and capped at
+/// `max_frame_bytes`. Chosen with bench `connections` (RSS per idle connection): tungstenite's default,
+/// 128 KiB, cost ~137 KiB; 8 KiB, 14.6 KiB; 2 KiB, 8.6 KiB. A publisher's burst then takes a read per
+/// ~2 KiB, which the `fanout` and `reactions` runs did not tell apart from noise.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// A validated upgrade request: send `response`, then await `on_upgrade` for the socket.
 pub struct Upgrade {
