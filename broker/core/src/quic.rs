@@ -24,6 +24,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// the connection (closing immediately would discard unacknowledged stream data).
 const FINISH_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Capacity of its write buffer a QUIC connection keeps between batches.
+const KEEP_BUFFER_BYTES: usize = 16 * 1024;
+
 /// Builds the server endpoint bound to `config.quic_listen`.
 pub fn endpoint(config: &Config, cert: &QuicCert) -> anyhow::Result<Endpoint> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -44,7 +47,12 @@ pub fn endpoint(config: &Config, cert: &QuicCert) -> anyhow::Result<Endpoint> {
         // Per-connection receive buffering: two maximal frames in flight is enough for a client that
         // waits for acks; more would only let one client make the node buffer more.
         .stream_receive_window(VarInt::from_u32(config.max_frame_bytes.saturating_mul(2)))
-        .receive_window(VarInt::from_u32(config.max_frame_bytes.saturating_mul(2)));
+        .receive_window(VarInt::from_u32(config.max_frame_bytes.saturating_mul(2)))
+        // Data written but not yet acknowledged, per connection: as much as its outbound queue holds
+        // (quinn's default, 10 MB, let one slow subscriber hold ten times its queue's bound in the node).
+        .send_window(config.outbound_queue_bytes as u64)
+        // chorus reads no datagrams; by default quinn would keep up to 1.25 MB of a peer's unread ones.
+        .datagram_receive_buffer_size(None);
     server.transport_config(Arc::new(transport));
     Endpoint::server(server, config.quic_listen).with_context(|| format!("binding QUIC on {}", config.quic_listen))
 }
@@ -128,7 +136,12 @@ impl FrameSink for QuicSink {
             put_prefix(&mut self.buf, frame.len());
             self.buf.extend_from_slice(frame);
         }
-        self.send.write_all(&self.buf).await.map_err(io::Error::other)
+        let written = self.send.write_all(&self.buf).await.map_err(io::Error::other);
+        // A burst grew the buffer to a batch; an idle connection should not keep that.
+        if self.buf.capacity() > KEEP_BUFFER_BYTES {
+            self.buf = BytesMut::new();
+        }
+        written
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
