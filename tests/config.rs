@@ -88,6 +88,9 @@ async fn workers_set_the_runtime_threads_and_zero_is_refused() {
     let default = std::thread::available_parallelism().map_or(1, usize::from);
     let line = listening(&base, &[]).await;
     assert!(line.ends_with(&format!(" workers={default}")), "one per CPU by default: {line}");
+    // tokio's own variable would panic on a bad value; chorus does not read it.
+    let line = listening(&base, &[("TOKIO_WORKER_THREADS", "lots")]).await;
+    assert!(line.ends_with(&format!(" workers={default}")), "{line}");
     let zero = refused(&["--workers", "0"], &[]).await;
     assert!(zero.contains("--workers") && zero.contains("0"), "{zero}");
     let word = refused(&[], &[("CHORUS_WORKERS", "many")]).await;

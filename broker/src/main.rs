@@ -72,9 +72,12 @@ fn run() -> anyhow::Result<()> {
             chorus_study_groups::socketio(),
         ],
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = config.workers {
-        runtime.worker_threads(usize::from(workers));
-    }
-    runtime.enable_all().build()?.block_on(chorus_core::server::run(config, services))
+    // Always set: left unset, tokio reads `TOKIO_WORKER_THREADS` and panics on a bad value.
+    let workers =
+        config.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, usize::from), usize::from);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?
+        .block_on(chorus_core::server::run(config, services))
 }

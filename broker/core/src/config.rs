@@ -140,7 +140,7 @@ pub struct Config {
     pub history_ttl_secs: u64,
 
     /// Threads that run connections, fan-out and modules (default: one per CPU this process may run on,
-    /// as its CPU affinity or cgroup quota allows). Fan-out to many subscribers spreads over them.
+    /// as its CPU affinity or cgroup quota allows). Every connection's tasks may run on any of them.
     #[arg(long, env = "CHORUS_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
 
