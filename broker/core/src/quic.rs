@@ -48,9 +48,6 @@ pub fn endpoint(config: &Config, cert: &QuicCert) -> anyhow::Result<Endpoint> {
         // waits for acks; more would only let one client make the node buffer more.
         .stream_receive_window(VarInt::from_u32(config.max_frame_bytes.saturating_mul(2)))
         .receive_window(VarInt::from_u32(config.max_frame_bytes.saturating_mul(2)))
-        // Data written but not yet acknowledged, per connection: as much as its outbound queue holds
-        // (quinn's default, 10 MB, let one slow subscriber hold ten times its queue's bound in the node).
-        .send_window(config.outbound_queue_bytes as u64)
         // chorus reads no datagrams; by default quinn would keep up to 1.25 MB of a peer's unread ones.
         .datagram_receive_buffer_size(None);
     server.transport_config(Arc::new(transport));
