@@ -139,3 +139,57 @@ async fn seqs_until_last(client: Client) -> Vec<u64> {
     }
     seqs
 }
+
+/// QUIC subscribers of the memory test that stop reading.
+const NEVER_READING_QUIC: u64 = 10;
+
+#[tokio::test]
+async fn quic_subscribers_that_stop_reading_hold_no_more_than_their_queue_bound() {
+    // Besides its queue, a stuck QUIC subscriber holds what its writer handed quinn and the peer's flow
+    // control has not let out yet: the bound allows a second queue's worth each.
+    let queue = QUEUE_BYTES.to_string();
+    let broker = Broker::start(&["--outbound-queue-bytes", &queue, "--publish-rate", "1000000"]).await;
+    let fast = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::MsgPack)).await.unwrap();
+    fast.subscribe("flood").await.unwrap();
+    let publisher = Client::connect(ConnectOptions::websocket(broker.ws_url(""))).await.unwrap();
+    let base = broker.rss_bytes();
+    let mut stuck = Vec::new();
+    for _ in 0..NEVER_READING_QUIC {
+        // Room for one event: once it is full the SDK stops reading the stream, and QUIC flow control
+        // stops the node's sends.
+        let options = ConnectOptions::quic(broker.quic, "localhost").pin_sha256(broker.fingerprint.clone());
+        let client = Client::connect(options.event_capacity(1)).await.unwrap();
+        client.subscribe("flood").await.unwrap();
+        stuck.push(client);
+    }
+    let received = tokio::spawn(seqs_until_last(fast));
+
+    let chunk = "x".repeat(8 * 1024);
+    let (mut published, mut max_rss) = (0u64, base);
+    loop {
+        for _ in 0..25 {
+            let payload = Payload::from_value(&json!({"data": chunk, "last": false})).unwrap();
+            publisher.publish("flood", payload).await.unwrap();
+            published += 1;
+        }
+        max_rss = max_rss.max(broker.rss_bytes());
+        if broker.metrics().await.get(SLOW_METRIC) >= NEVER_READING_QUIC as f64 {
+            break;
+        }
+        assert!(published < 20_000, "not every stuck QUIC subscriber was cut after {published} messages");
+    }
+    publisher.publish("flood", Payload::from_value(&json!({"last": true})).unwrap()).await.unwrap();
+    published += 1;
+    max_rss = max_rss.max(broker.rss_bytes());
+
+    let bound = base + 2 * QUEUE_BYTES * NEVER_READING_QUIC + RSS_SLACK;
+    eprintln!("RSS: base {base} B, max {max_rss} B, bound {bound} B after {published} messages");
+    assert!(
+        max_rss <= bound,
+        "RSS {max_rss} B above base {base} B + {NEVER_READING_QUIC} × 2 × {QUEUE_BYTES} B + slack"
+    );
+    let seqs =
+        tokio::time::timeout(Duration::from_secs(60), received).await.expect("fast subscriber finished").unwrap();
+    assert_eq!(seqs, (1..=published).collect::<Vec<_>>(), "the reading subscriber got every message, in order");
+    assert_eq!(broker.metrics().await.get(SLOW_METRIC), NEVER_READING_QUIC as f64, "each one was cut");
+}
