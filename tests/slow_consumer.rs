@@ -83,35 +83,14 @@ const RSS_SLACK: u64 = 32 << 20;
 
 #[tokio::test]
 async fn memory_stays_within_the_queue_bounds_while_many_subscribers_never_read() {
-    let queue = QUEUE_BYTES.to_string();
-    let broker = Broker::start(&["--outbound-queue-bytes", &queue, "--publish-rate", "1000000"]).await;
-    let fast = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::MsgPack)).await.unwrap();
-    fast.subscribe("flood").await.unwrap();
-    let publisher = Client::connect(ConnectOptions::websocket(broker.ws_url(""))).await.unwrap();
-    let base = broker.rss_bytes();
+    let (broker, fast, publisher, base) = flood_setup().await;
     let mut slow = Vec::new();
     for _ in 0..NEVER_READING {
         slow.push(never_reading_subscriber(&broker, "flood").await);
     }
     let received = tokio::spawn(seqs_until_last(fast));
 
-    let chunk = "x".repeat(8 * 1024);
-    let (mut published, mut max_rss) = (0u64, base);
-    loop {
-        for _ in 0..25 {
-            let payload = Payload::from_value(&json!({"data": chunk, "last": false})).unwrap();
-            publisher.publish("flood", payload).await.unwrap();
-            published += 1;
-        }
-        max_rss = max_rss.max(broker.rss_bytes());
-        if broker.metrics().await.get(SLOW_METRIC) >= NEVER_READING as f64 {
-            break;
-        }
-        assert!(published < 20_000, "not every slow subscriber was cut after {published} messages");
-    }
-    publisher.publish("flood", Payload::from_value(&json!({"last": true})).unwrap()).await.unwrap();
-    published += 1;
-    max_rss = max_rss.max(broker.rss_bytes());
+    let (published, max_rss) = flood_until_cut(&broker, &publisher, NEVER_READING, base).await;
 
     let bound = base + QUEUE_BYTES * NEVER_READING + RSS_SLACK;
     eprintln!("RSS: base {base} B, max {max_rss} B, bound {bound} B after {published} messages");
@@ -147,12 +126,7 @@ const NEVER_READING_QUIC: u64 = 10;
 async fn quic_subscribers_that_stop_reading_hold_no_more_than_their_queue_bound() {
     // Besides its queue, a stuck QUIC subscriber holds what its writer handed quinn and the peer's flow
     // control has not let out yet: the bound allows a second queue's worth each.
-    let queue = QUEUE_BYTES.to_string();
-    let broker = Broker::start(&["--outbound-queue-bytes", &queue, "--publish-rate", "1000000"]).await;
-    let fast = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::MsgPack)).await.unwrap();
-    fast.subscribe("flood").await.unwrap();
-    let publisher = Client::connect(ConnectOptions::websocket(broker.ws_url(""))).await.unwrap();
-    let base = broker.rss_bytes();
+    let (broker, fast, publisher, base) = flood_setup().await;
     let mut stuck = Vec::new();
     for _ in 0..NEVER_READING_QUIC {
         // Room for one event: once it is full the SDK stops reading the stream, and QUIC flow control
@@ -164,23 +138,7 @@ async fn quic_subscribers_that_stop_reading_hold_no_more_than_their_queue_bound(
     }
     let received = tokio::spawn(seqs_until_last(fast));
 
-    let chunk = "x".repeat(8 * 1024);
-    let (mut published, mut max_rss) = (0u64, base);
-    loop {
-        for _ in 0..25 {
-            let payload = Payload::from_value(&json!({"data": chunk, "last": false})).unwrap();
-            publisher.publish("flood", payload).await.unwrap();
-            published += 1;
-        }
-        max_rss = max_rss.max(broker.rss_bytes());
-        if broker.metrics().await.get(SLOW_METRIC) >= NEVER_READING_QUIC as f64 {
-            break;
-        }
-        assert!(published < 20_000, "not every stuck QUIC subscriber was cut after {published} messages");
-    }
-    publisher.publish("flood", Payload::from_value(&json!({"last": true})).unwrap()).await.unwrap();
-    published += 1;
-    max_rss = max_rss.max(broker.rss_bytes());
+    let (published, max_rss) = flood_until_cut(&broker, &publisher, NEVER_READING_QUIC, base).await;
 
     let bound = base + 2 * QUEUE_BYTES * NEVER_READING_QUIC + RSS_SLACK;
     eprintln!("RSS: base {base} B, max {max_rss} B, bound {bound} B after {published} messages");
@@ -192,4 +150,37 @@ async fn quic_subscribers_that_stop_reading_hold_no_more_than_their_queue_bound(
         tokio::time::timeout(Duration::from_secs(60), received).await.expect("fast subscriber finished").unwrap();
     assert_eq!(seqs, (1..=published).collect::<Vec<_>>(), "the reading subscriber got every message, in order");
     assert_eq!(broker.metrics().await.get(SLOW_METRIC), NEVER_READING_QUIC as f64, "each one was cut");
+}
+
+/// Publishes 8 KiB events on `flood` until `cut` subscribers were cut as slow consumers, then the `last`
+/// event; returns how many were published and the broker's highest RSS meanwhile (from `base`).
+async fn flood_until_cut(broker: &Broker, publisher: &Client, cut: u64, base: u64) -> (u64, u64) {
+    let chunk = "x".repeat(8 * 1024);
+    let (mut published, mut max_rss) = (0u64, base);
+    loop {
+        for _ in 0..25 {
+            let payload = Payload::from_value(&json!({"data": chunk, "last": false})).unwrap();
+            publisher.publish("flood", payload).await.unwrap();
+            published += 1;
+        }
+        max_rss = max_rss.max(broker.rss_bytes());
+        if broker.metrics().await.get(SLOW_METRIC) >= cut as f64 {
+            break;
+        }
+        assert!(published < 20_000, "not all {cut} stuck subscribers were cut after {published} messages");
+    }
+    publisher.publish("flood", Payload::from_value(&json!({"last": true})).unwrap()).await.unwrap();
+    (published + 1, max_rss.max(broker.rss_bytes()))
+}
+
+/// A broker with [`QUEUE_BYTES`] queues, a reading subscriber of `flood`, a publisher, and the broker's RSS
+/// before any stuck subscriber joins.
+async fn flood_setup() -> (Broker, Client, Client, u64) {
+    let queue = QUEUE_BYTES.to_string();
+    let broker = Broker::start(&["--outbound-queue-bytes", &queue, "--publish-rate", "1000000"]).await;
+    let fast = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::MsgPack)).await.unwrap();
+    fast.subscribe("flood").await.unwrap();
+    let publisher = Client::connect(ConnectOptions::websocket(broker.ws_url(""))).await.unwrap();
+    let base = broker.rss_bytes();
+    (broker, fast, publisher, base)
 }
