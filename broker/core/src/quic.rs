@@ -134,8 +134,9 @@ impl FrameSink for QuicSink {
             self.buf.extend_from_slice(frame);
         }
         let written = self.send.write_all(&self.buf).await.map_err(io::Error::other);
-        // A burst grew the buffer to a batch; an idle connection should not keep that.
-        if self.buf.capacity() > KEEP_BUFFER_BYTES {
+        // A burst grew the buffer to a batch; once batches use under a quarter of it, give it back (a steady
+        // load keeps its buffer instead of allocating one per batch).
+        if self.buf.capacity() > KEEP_BUFFER_BYTES && self.buf.len() < self.buf.capacity() / 4 {
             self.buf = BytesMut::new();
         }
         written
