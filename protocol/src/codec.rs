@@ -144,18 +144,22 @@ pub fn decode_server(codec: Codec, frame: &Bytes, max: usize) -> Result<ServerFr
     ServerFrame::from_fields(fields(codec, frame, max)?)
 }
 
+/// Bytes an encoder starts with: most frames (replies, acks, small events) fit, so they are written
+/// without the buffer growing (and copying) four or five times on the way.
+const FRAME_CAPACITY: usize = 128;
+
 fn encode_with(
     codec: Codec,
     write: impl FnOnce(&mut dyn FrameOut) -> Result<(), PayloadError>,
 ) -> Result<Bytes, PayloadError> {
     match codec {
         Codec::MsgPack => {
-            let mut out = msgpack::Out::default();
+            let mut out = msgpack::Out::with_capacity(FRAME_CAPACITY);
             write(&mut out)?;
             Ok(out.finish())
         }
         Codec::Json => {
-            let mut out = json::Out::default();
+            let mut out = json::Out::with_capacity(FRAME_CAPACITY);
             write(&mut out)?;
             Ok(out.finish())
         }

@@ -107,12 +107,15 @@ pub(crate) fn read_fields(frame: &Bytes) -> Result<Fields, DecodeError> {
 }
 
 /// JSON frame writer.
-#[derive(Default)]
 pub(crate) struct Out {
     buf: Vec<u8>,
 }
 
 impl Out {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self { buf: Vec::with_capacity(capacity) }
+    }
+
     pub(crate) fn finish(self) -> Bytes {
         Bytes::from(self.buf)
     }

@@ -9,8 +9,8 @@
 use crate::codec::Codec;
 use crate::msgpack;
 use bytes::Bytes;
-use serde::Serialize;
-use serde::de::{self, DeserializeOwned, DeserializeSeed as _};
+use serde::de::{self, DeserializeSeed as _};
+use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::fmt;
 use thiserror::Error;
@@ -35,6 +35,10 @@ pub enum PayloadError {
     #[error("payload has an unexpected shape: {0}")]
     Shape(String),
 }
+
+/// Bytes [`Payload::from_value`] starts with: enough for a typical reply or event, so it is written
+/// without the buffer growing on the way.
+const VALUE_CAPACITY: usize = 128;
 
 /// A value carried through the broker untouched, in the codec it arrived in.
 #[derive(Clone)]
@@ -76,7 +80,8 @@ impl Payload {
 
     /// Serializes a Rust value (as MessagePack with named fields).
     pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, PayloadError> {
-        let raw = rmp_serde::to_vec_named(value).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+        let mut raw = Vec::with_capacity(VALUE_CAPACITY);
+        rmp_serde::encode::write_named(&mut raw, value).map_err(|e| PayloadError::Malformed(e.to_string()))?;
         Self::from_msgpack(Bytes::from(raw))
     }
 
@@ -112,8 +117,8 @@ impl Payload {
         Ok(Bytes::from(out))
     }
 
-    /// Deserializes into a Rust type.
-    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, PayloadError> {
+    /// Deserializes into a Rust type, which may borrow strings from the payload.
+    pub fn decode<'de, T: Deserialize<'de>>(&'de self) -> Result<T, PayloadError> {
         match self.codec {
             Codec::MsgPack => rmp_serde::from_slice(&self.raw).map_err(|e| PayloadError::Shape(plain_shape(&e))),
             Codec::Json => serde_json::from_slice(&self.raw).map_err(|e| PayloadError::Shape(plain_shape(&e))),
