@@ -14,8 +14,11 @@ use crate::requests;
 use crate::service::Commerce;
 use chorus_core::module::{Caller, Context, ModuleError};
 use chorus_core::protocol::{ErrorCode, Payload};
-use serde::Serialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::fmt;
 
 /// Runs the call `method` with `args` for `caller`.
 pub async fn dispatch(
@@ -25,14 +28,43 @@ pub async fn dispatch(
     method: &str,
     args: Payload,
 ) -> Result<Payload, ModuleError> {
-    let args: Value = args.decode().map_err(|e| ModuleError::invalid(format!("{method}: {e}")))?;
-    let result = match method {
-        "send-reaction" => {
-            let args = requests::arguments(args, method)?;
-            let session_id = requests::session_id(&args)?;
-            let kind = requests::reaction_type(&args)?;
-            commerce.react(ctx, caller, &session_id, &kind).await?
+    if method == "send-reaction" {
+        return send_reaction(commerce, ctx, caller, &args).await;
+    }
+    // Boxed: the other calls' futures are large, and every reaction's future would otherwise carry them.
+    Box::pin(dispatch_other(commerce, ctx, caller, method, args)).await
+}
+
+/// `send-reaction`, the hot call: its arguments are read in place when they are the usual map of two
+/// strings; anything else goes the general way, whose errors name the problem.
+async fn send_reaction(
+    commerce: &Commerce,
+    ctx: &Context,
+    caller: &Caller,
+    args: &Payload,
+) -> Result<Payload, ModuleError> {
+    const METHOD: &str = "send-reaction";
+    let (session_id, kind): (Cow<str>, Cow<str>) = match args.decode::<ReactionArgs>() {
+        Ok(ReactionArgs { session_id, kind }) => {
+            (requests::checked_session_id(session_id)?.into(), requests::checked_reaction_type(kind)?.into())
         }
+        Err(_) => {
+            let args = requests::arguments(decode_value(args, METHOD)?, METHOD)?;
+            (requests::session_id(&args)?.into(), requests::reaction_type(&args)?.into())
+        }
+    };
+    Ok(commerce.react(ctx, caller, &session_id, &kind).await?)
+}
+
+async fn dispatch_other(
+    commerce: &Commerce,
+    ctx: &Context,
+    caller: &Caller,
+    method: &str,
+    args: Payload,
+) -> Result<Payload, ModuleError> {
+    let args = decode_value(&args, method)?;
+    let result = match method {
         "send-message" => {
             let args = requests::arguments(args, method)?;
             commerce.send_message(ctx, caller, &args).await?.view()
@@ -63,6 +95,50 @@ pub async fn dispatch(
         other => return Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no method commerce.{other}"))),
     };
     reply(&result)
+}
+
+fn decode_value(args: &Payload, method: &str) -> Result<Value, ModuleError> {
+    args.decode().map_err(|e| ModuleError::invalid(format!("{method}: {e}")))
+}
+
+/// `send-reaction`'s arguments as sent: a map with the strings `sessionId` and `type` (other keys are
+/// ignored), both borrowed from the payload.
+struct ReactionArgs<'a> {
+    session_id: &'a str,
+    kind: &'a str,
+}
+
+impl<'de> Deserialize<'de> for ReactionArgs<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+
+        impl<'de> Visitor<'de> for Fields {
+            type Value = ReactionArgs<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map with the strings sessionId and type")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut session_id, mut kind) = (None, None);
+                while let Some(key) = map.next_key::<&str>()? {
+                    match key {
+                        "sessionId" => session_id = Some(map.next_value()?),
+                        "type" => kind = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                match (session_id, kind) {
+                    (Some(session_id), Some(kind)) => Ok(ReactionArgs { session_id, kind }),
+                    _ => Err(de::Error::custom("sessionId and type are required")),
+                }
+            }
+        }
+
+        deserializer.deserialize_map(Fields)
+    }
 }
 
 fn reply<T: Serialize>(value: &T) -> Result<Payload, ModuleError> {

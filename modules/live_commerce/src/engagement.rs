@@ -7,7 +7,6 @@ use crate::access::viewer_key;
 use crate::clicks::{ProductStat, check_clickable};
 use crate::error::CommerceError;
 use crate::events::{self, NEW_REACTION, REACTION_STATS};
-use crate::live::Live;
 use crate::model::{ClickStatsRecord, ReactionTotals, Status};
 use crate::rate::Spend;
 use crate::reaction_feed::StatsDue;
@@ -16,7 +15,8 @@ use crate::tables::{self, CLICK_STATS, REACTIONS, RECORD};
 use crate::ticker;
 use chorus_core::dialect::iso8601;
 use chorus_core::module::{Caller, Context};
-use serde_json::{Value, json};
+use chorus_core::protocol::Payload;
+use serde_json::json;
 use tokio::time::{Instant, sleep_until};
 
 impl Commerce {
@@ -27,8 +27,9 @@ impl Commerce {
         caller: &Caller,
         session_id: &str,
         kind: &str,
-    ) -> Result<Value, CommerceError> {
-        self.limits.spend(caller.conn_id, Spend::Interaction)?;
+    ) -> Result<Payload, CommerceError> {
+        let now = Instant::now();
+        self.limits.spend_at(caller.conn_id, Spend::Interaction, now)?;
         let live = self.live(ctx, session_id).await?;
         {
             // Counted under the record's read lock: ending the stream takes the write lock before its final
@@ -39,7 +40,7 @@ impl Commerce {
             }
             live.reactions.add(ctx, kind)?;
         }
-        let tell = live.feed.reacted(Instant::now());
+        let tell = live.feed.reacted(now);
         if tell.animate {
             events::publish(
                 ctx,
@@ -48,9 +49,8 @@ impl Commerce {
                 json!({ "type": kind, "timestamp": iso8601(ctx.clock().now_ms()) }),
             );
         }
-        let stats = reaction_stats(&live);
         match tell.stats {
-            StatsDue::Now => events::publish(ctx, session_id, REACTION_STATS, &stats),
+            StatsDue::Now => events::publish(ctx, session_id, REACTION_STATS, live.reactions.stats()),
             StatsDue::At(when) => {
                 let (ctx, live, shutdown) = (ctx.clone(), live.clone(), ctx.shutdown());
                 tokio::spawn(async move {
@@ -58,14 +58,14 @@ impl Commerce {
                         _ = shutdown.cancelled() => {}
                         _ = sleep_until(when) => {
                             live.feed.sent_later(Instant::now());
-                            events::publish(&ctx, &live.id, REACTION_STATS, reaction_stats(&live));
+                            events::publish(&ctx, &live.id, REACTION_STATS, live.reactions.stats());
                         }
                     }
                 });
             }
             StatsDue::Scheduled => {}
         }
-        Ok(stats)
+        Payload::from_value(&live.reactions.stats()).map_err(|e| CommerceError::Internal(e.to_string()))
     }
 
     /// Counts a click of the caller on a product of the session.
@@ -87,11 +87,6 @@ impl Commerce {
 }
 
 /// The `reaction-stats` payload: the session's totals now.
-fn reaction_stats(live: &Live) -> Value {
-    let (counts, total) = live.reactions.counts();
-    json!({ "sessionId": live.id, "counts": counts, "total": total })
-}
-
 /// Reaction totals of a session for `GET /api/sessions/:id/reactions`: live counts while this node
 /// serves it, else the stored totals.
 pub struct ReactionReport {

@@ -55,9 +55,11 @@ fn format_v7(ms: u64, counter: u16, random: u64) -> String {
 /// Whether `text` looks like a UUID (8-4-4-4-12 hex digits); ids from clients are checked before they
 /// address a row.
 pub fn is_uuid(text: &str) -> bool {
-    let groups: Vec<&str> = text.split('-').collect();
-    groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+    text.len() == 36
+        && text.bytes().enumerate().all(|(at, b)| match at {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 #[cfg(test)]
@@ -74,6 +76,8 @@ mod tests {
         assert!(is_uuid(&a) && a.as_bytes()[14] == b'7');
         assert_eq!(format_v7(0x0123_4567_89ab, 5, 0), "01234567-89ab-7005-8000-000000000000");
         assert!(!is_uuid("not-a-uuid") && !is_uuid("01234567-89ab-7005-8000-00000000000g"));
+        assert!(!is_uuid("") && !is_uuid("01234567-89ab7-005-8000-000000000000"));
+        assert!(!is_uuid("01234567-89ab-7005-8000-0000000000000") && !is_uuid("01234567-89ab-7005-8000-00000000000é"));
     }
 
     #[test]

@@ -208,9 +208,18 @@ impl LiveMap {
 impl Commerce {
     /// The state of session `id`, loaded on first use; not found when there is no such session.
     pub async fn live(&self, ctx: &Context, id: &str) -> Result<Arc<Live>, CommerceError> {
+        if let Some(live) = self.live.get(id) {
+            return Ok(live);
+        }
         if !is_uuid(id) {
             return Err(CommerceError::not_found("Session"));
         }
+        Box::pin(self.load_live(ctx, id)).await
+    }
+
+    /// Loads session `id` into memory (once, however many callers wait for it). Boxed by [`Self::live`]:
+    /// the load's future is large, and every reaction's call would otherwise carry it.
+    async fn load_live(&self, ctx: &Context, id: &str) -> Result<Arc<Live>, CommerceError> {
         let slot = self.live.slot(id);
         match slot.get_or_try_init(|| Live::load(ctx, id)).await {
             Ok(live) => Ok(live.clone()),

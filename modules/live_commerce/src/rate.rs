@@ -45,7 +45,11 @@ impl RateLimits {
 
     /// Spends one token of connection `conn_id`, or refuses.
     pub fn spend(&self, conn_id: u64, spend: Spend) -> Result<(), CommerceError> {
-        let now = Instant::now();
+        self.spend_at(conn_id, spend, Instant::now())
+    }
+
+    /// [`Self::spend`] at `now`, for a caller that has read the clock already.
+    pub fn spend_at(&self, conn_id: u64, spend: Spend, now: Instant) -> Result<(), CommerceError> {
         let Settings { interactions_per_sec, messages_per_sec, .. } = self.settings;
         let mut shard = self.shard(conn_id).lock();
         let limits = shard.entry(conn_id).or_insert_with(|| Limits {

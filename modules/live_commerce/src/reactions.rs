@@ -9,16 +9,24 @@ use crate::model::ReactionTotals;
 use chorus_core::counters::ShardedCounter;
 use chorus_core::module::Context;
 use parking_lot::RwLock;
+use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Most distinct reaction types in one session: the seed's four plus room for custom ones; bounds the
 /// `reaction-stats` payload sent after every reaction and the counters a client can make the node keep.
+/// Only [`Reactions::add`] makes types, so a session (and the totals it flushes) never holds more.
 pub const MAX_REACTION_TYPES: usize = 32;
 
 struct Count {
     unflushed: Arc<ShardedCounter>,
     flushed: u64,
+}
+
+impl Count {
+    fn total(&self) -> u64 {
+        self.flushed.saturating_add_signed(self.unflushed.get().max(0))
+    }
 }
 
 /// A session's reaction counts.
@@ -81,12 +89,14 @@ impl Reactions {
     /// Totals by type and their sum.
     pub fn counts(&self) -> (ReactionTotals, u64) {
         let types = self.types.read();
-        let counts: ReactionTotals = types
-            .iter()
-            .map(|(kind, c)| (kind.clone(), c.flushed.saturating_add_signed(c.unflushed.get().max(0))))
-            .collect();
+        let counts: ReactionTotals = types.iter().map(|(kind, c)| (kind.clone(), c.total())).collect();
         let total = counts.values().sum();
         (counts, total)
+    }
+
+    /// The `reaction-stats` payload, `{ sessionId, counts, total }`, read when it is serialized.
+    pub fn stats(&self) -> Stats<'_> {
+        Stats(self)
     }
 
     /// Moves every counter into the flushed totals; `None` when nothing was counted since the last flush.
@@ -123,5 +133,40 @@ impl Reactions {
         for kind in self.types.read().keys() {
             ctx.counters().remove(&Self::counter_key(&self.session_id, kind));
         }
+    }
+}
+/// The `reaction-stats` payload of a session, serialized straight from its counters: it answers every
+/// reaction, so no map of copied type names is built on the way. The counts and their `total` come from
+/// one read of the counters, so they agree however many reactions land meanwhile.
+pub struct Stats<'a>(&'a Reactions);
+
+impl Serialize for Stats<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let types = self.0.types.read();
+        let mut values = [0u64; MAX_REACTION_TYPES];
+        for (value, count) in values.iter_mut().zip(types.values()) {
+            *value = count.total();
+        }
+        let values = &values[..types.len().min(MAX_REACTION_TYPES)];
+        let mut stats = serializer.serialize_struct("ReactionStats", 3)?;
+        stats.serialize_field("sessionId", &self.0.session_id)?;
+        stats.serialize_field("counts", &Counts { kinds: &types, values })?;
+        stats.serialize_field("total", &values.iter().fold(0u64, |sum, v| sum.saturating_add(*v)))?;
+        stats.end()
+    }
+}
+
+struct Counts<'a> {
+    kinds: &'a BTreeMap<String, Count>,
+    values: &'a [u64],
+}
+
+impl Serialize for Counts<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut counts = serializer.serialize_map(Some(self.values.len()))?;
+        for (kind, value) in self.kinds.keys().zip(self.values) {
+            counts.serialize_entry(kind, value)?;
+        }
+        counts.end()
     }
 }

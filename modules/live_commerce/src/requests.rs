@@ -155,10 +155,14 @@ pub fn status(map: &Map<String, Value>) -> Result<Status, CommerceError> {
 /// The `sessionId` of call arguments: a session that cannot exist is not found.
 pub fn session_id(map: &Map<String, Value>) -> Result<String, CommerceError> {
     match map.get("sessionId") {
-        Some(Value::String(id)) if is_uuid(id) => Ok(id.clone()),
-        Some(Value::String(_)) => Err(CommerceError::not_found("Session")),
+        Some(Value::String(id)) => checked_session_id(id).map(str::to_owned),
         _ => Err(CommerceError::Invalid("sessionId is required".into())),
     }
+}
+
+/// A session id as given: one that is no UUID names no session.
+pub fn checked_session_id(id: &str) -> Result<&str, CommerceError> {
+    if is_uuid(id) { Ok(id) } else { Err(CommerceError::not_found("Session")) }
 }
 
 /// A required product id field (`productId`).
@@ -180,21 +184,24 @@ pub fn showcase_product(map: &Map<String, Value>) -> Result<Option<String>, Comm
 
 /// A reaction `type`: 1–32 letters, digits, `-` or `_`.
 pub fn reaction_type(map: &Map<String, Value>) -> Result<String, CommerceError> {
-    let invalid = || {
-        CommerceError::Invalid(format!(
-            "type must be a reaction name of 1 to {MAX_REACTION_TYPE_CHARS} letters, digits, '-' or '_'"
-        ))
-    };
     match map.get("type") {
-        Some(Value::String(t))
-            if !t.is_empty()
-                && t.len() <= MAX_REACTION_TYPE_CHARS
-                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-        {
-            Ok(t.clone())
-        }
-        _ => Err(invalid()),
+        Some(Value::String(t)) => checked_reaction_type(t).map(str::to_owned),
+        _ => Err(invalid_reaction_type()),
     }
+}
+
+/// A reaction type as given: 1 to [`MAX_REACTION_TYPE_CHARS`] letters, digits, `-` or `_`.
+pub fn checked_reaction_type(kind: &str) -> Result<&str, CommerceError> {
+    let name = !kind.is_empty()
+        && kind.len() <= MAX_REACTION_TYPE_CHARS
+        && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if name { Ok(kind) } else { Err(invalid_reaction_type()) }
+}
+
+fn invalid_reaction_type() -> CommerceError {
+    CommerceError::Invalid(format!(
+        "type must be a reaction name of 1 to {MAX_REACTION_TYPE_CHARS} letters, digits, '-' or '_'"
+    ))
 }
 
 /// A point in time given as milliseconds since the epoch or as an ISO-8601 / RFC 3339 UTC time (the
