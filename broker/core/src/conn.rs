@@ -15,8 +15,8 @@ use chorus_protocol::topic;
 use chorus_protocol::{
     ClientFrame, CloseCode, Codec, ErrorCode, Payload, Position, ServerFrame, Welcome, decode_client,
 };
-use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt as _, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::future::Future;
@@ -35,6 +35,10 @@ pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Cluster-mode publishes one connection may have on their way to the bus at once. They are sent in
 /// order without waiting for each other (Redis runs them in that order), and acknowledged in order.
 const MAX_PUBLISHES_IN_FLIGHT: usize = 256;
+
+/// Most inbound items a connection takes in one turn once the first arrived, when the transport has
+/// them read already; then timers, shutdown and cluster publishes get their turn again.
+const READ_BURST: usize = 32;
 
 /// A publish on its way to the bus: the request id and the outcome.
 type InFlight = Pin<Box<dyn Future<Output = (Option<u64>, Result<u64, PublishError>)> + Send>>;
@@ -405,21 +409,41 @@ impl Conn {
                     self.queue.close(expiry.0, expiry.1);
                     return;
                 }
-                inbound = source.recv() => match inbound {
-                    Inbound::Frame(bytes) => {
+                inbound = source.recv() => {
+                    // What the transport has already read is taken in the same turn, up to READ_BURST
+                    // items: the select's futures are set up once per burst, not once per frame.
+                    let mut next = Some(inbound);
+                    let mut taken = 0;
+                    while let Some(inbound) = next.take() {
                         last_activity = Instant::now();
-                        self.node.metrics.frame_in(self.transport, bytes.len());
-                        self.handle(bytes, last_activity).await;
+                        if !self.take(inbound, last_activity).await {
+                            return;
+                        }
+                        taken += 1;
+                        if taken < READ_BURST && !self.queue.is_closed() && !shutdown.is_cancelled() {
+                            next = source.recv().now_or_never();
+                        }
                     }
-                    Inbound::Activity => last_activity = Instant::now(),
-                    Inbound::Answer(bytes) => {
-                        last_activity = Instant::now();
-                        self.answer(bytes);
-                    }
-                    end => return end_of_input(&self.queue, end, self.node.config.max_frame_bytes),
                 }
             }
         }
+    }
+
+    /// Handles one inbound item received at `now`; false when it ends the connection.
+    async fn take(&mut self, inbound: Inbound, now: Instant) -> bool {
+        match inbound {
+            Inbound::Frame(bytes) => {
+                self.node.metrics.frame_in(self.transport, bytes.len());
+                self.handle(bytes, now).await;
+            }
+            Inbound::Activity => {}
+            Inbound::Answer(bytes) => self.answer(bytes),
+            end => {
+                end_of_input(&self.queue, end, self.node.config.max_frame_bytes);
+                return false;
+            }
+        }
+        true
     }
 
     fn send(&self, frame: &ServerFrame) {

@@ -233,6 +233,11 @@ impl OutQueue {
         self.inner.lock().close.as_ref().map(|(c, _)| *c)
     }
 
+    /// Whether the queue is closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
     /// Resolves when the queue is closed (by overflow, the connection, or shutdown).
     pub async fn closed(&self) {
         self.closed.cancelled().await

@@ -24,6 +24,10 @@ use tokio::time::{Instant, sleep_until};
 /// not a loss.
 const INBOX_PACKETS: usize = 64;
 
+/// Most inbox packets the session task takes in one turn once the first arrived; then heartbeats,
+/// deadlines and shutdown get their turn again.
+const READ_BURST: usize = 32;
+
 /// Which transport carries a session now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -148,7 +152,7 @@ async fn run(gateway: Arc<Gateway>, session: Arc<Session>, mut rx: mpsc::Receive
     let mut ping = tokio::time::interval_at(Instant::now() + config.ping_interval(), config.ping_interval());
     let mut pong_deadline: Option<Instant> = None;
     let connect_deadline = Instant::now() + config.connect_timeout();
-    loop {
+    'session: loop {
         let attachments_deadline = sockets.attachments_deadline();
         tokio::select! {
             biased;
@@ -158,22 +162,32 @@ async fn run(gateway: Arc<Gateway>, session: Arc<Session>, mut rx: mpsc::Receive
             }
             _ = session.queue.closed() => break,
             packet = rx.recv() => {
-                let Some(packet) = packet else { break };
-                node.metrics.frame_in(TRANSPORT, packet.wire_len());
-                match packet {
-                    Packet::Pong(_) => {
-                        pong_deadline = None;
-                        ping.reset();
+                // Packets already in the inbox are taken in the same turn, up to READ_BURST: the select's
+                // futures are set up once per burst, not once per packet.
+                let Some(first) = packet else { break };
+                let mut next = Some(first);
+                let mut taken = 0;
+                while let Some(packet) = next.take() {
+                    node.metrics.frame_in(TRANSPORT, packet.wire_len());
+                    match packet {
+                        Packet::Pong(_) => {
+                            pong_deadline = None;
+                            ping.reset();
+                        }
+                        Packet::Ping(data) => session.send(&Packet::Pong(data)),
+                        Packet::Close => {
+                            session.queue.close(CloseCode::Normal, "client closed");
+                            break 'session;
+                        }
+                        Packet::Message(text) => sockets.text(text).await,
+                        Packet::Binary(data) => sockets.binary(data).await,
+                        Packet::Upgrade => session.fail("protocol", "upgrade packet outside an upgrade"),
+                        Packet::Open(_) | Packet::Noop => session.fail("protocol", "packet type not accepted from clients"),
                     }
-                    Packet::Ping(data) => session.send(&Packet::Pong(data)),
-                    Packet::Close => {
-                        session.queue.close(CloseCode::Normal, "client closed");
-                        break;
+                    taken += 1;
+                    if taken < READ_BURST && !session.queue.is_closed() && !shutdown.is_cancelled() {
+                        next = rx.try_recv().ok();
                     }
-                    Packet::Message(text) => sockets.text(text).await,
-                    Packet::Binary(data) => sockets.binary(data).await,
-                    Packet::Upgrade => session.fail("protocol", "upgrade packet outside an upgrade"),
-                    Packet::Open(_) | Packet::Noop => session.fail("protocol", "packet type not accepted from clients"),
                 }
             }
             // As in the reference server, one ping is outstanding at a time: the next waits for its pong.
