@@ -32,7 +32,41 @@ pub async fn dispatch(
         return send_reaction(commerce, ctx, caller, &args).await;
     }
     // Boxed: the other calls' futures are large, and every reaction's future would otherwise carry them.
-    Box::pin(dispatch_other(commerce, ctx, caller, method, args)).await
+    Box::pin(async move {
+        let args = decode_value(&args, method)?;
+        let result = match method {
+            "send-message" => {
+                let args = requests::arguments(args, method)?;
+                commerce.send_message(ctx, caller, &args).await?.view()
+            }
+            "showcase-product" => {
+                let args = requests::arguments(args, method)?;
+                let session_id = requests::session_id(&args)?;
+                let product_id = requests::showcase_product(&args)?;
+                let shown = commerce.showcase(ctx, &caller.identity, &session_id, product_id).await?;
+                json!({ "sessionId": session_id, "activeProductId": shown.map(|p| p.id) })
+            }
+            "track-product-click" => {
+                let args = requests::arguments(args, method)?;
+                let session_id = requests::session_id(&args)?;
+                let product_id = requests::product_id(&args)?;
+                commerce.click(ctx, caller, &session_id, &product_id).await?;
+                json!({ "sessionId": session_id, "productId": product_id })
+            }
+            "delete-message" => {
+                let args = requests::arguments(args, method)?;
+                let session_id = requests::session_id(&args)?;
+                let message_id = match args.get("messageId") {
+                    Some(Value::String(id)) => id.clone(),
+                    _ => return Err(CommerceError::Invalid("messageId is required".into()).into()),
+                };
+                commerce.delete_message(ctx, &caller.identity, &session_id, &message_id).await?
+            }
+            other => return Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no method commerce.{other}"))),
+        };
+        reply(&result)
+    })
+    .await
 }
 
 /// `send-reaction`, the hot call: its arguments are read in place when they are the usual map of two
@@ -54,47 +88,6 @@ async fn send_reaction(
         }
     };
     Ok(commerce.react(ctx, caller, &session_id, &kind).await?)
-}
-
-async fn dispatch_other(
-    commerce: &Commerce,
-    ctx: &Context,
-    caller: &Caller,
-    method: &str,
-    args: Payload,
-) -> Result<Payload, ModuleError> {
-    let args = decode_value(&args, method)?;
-    let result = match method {
-        "send-message" => {
-            let args = requests::arguments(args, method)?;
-            commerce.send_message(ctx, caller, &args).await?.view()
-        }
-        "showcase-product" => {
-            let args = requests::arguments(args, method)?;
-            let session_id = requests::session_id(&args)?;
-            let product_id = requests::showcase_product(&args)?;
-            let shown = commerce.showcase(ctx, &caller.identity, &session_id, product_id).await?;
-            json!({ "sessionId": session_id, "activeProductId": shown.map(|p| p.id) })
-        }
-        "track-product-click" => {
-            let args = requests::arguments(args, method)?;
-            let session_id = requests::session_id(&args)?;
-            let product_id = requests::product_id(&args)?;
-            commerce.click(ctx, caller, &session_id, &product_id).await?;
-            json!({ "sessionId": session_id, "productId": product_id })
-        }
-        "delete-message" => {
-            let args = requests::arguments(args, method)?;
-            let session_id = requests::session_id(&args)?;
-            let message_id = match args.get("messageId") {
-                Some(Value::String(id)) => id.clone(),
-                _ => return Err(CommerceError::Invalid("messageId is required".into()).into()),
-            };
-            commerce.delete_message(ctx, &caller.identity, &session_id, &message_id).await?
-        }
-        other => return Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no method commerce.{other}"))),
-    };
-    reply(&result)
 }
 
 fn decode_value(args: &Payload, method: &str) -> Result<Value, ModuleError> {
@@ -143,4 +136,36 @@ impl<'de> Deserialize<'de> for ReactionArgs<'de> {
 
 fn reply<T: Serialize>(value: &T) -> Result<Payload, ModuleError> {
     Payload::from_value(value).map_err(|e| ModuleError::new(ErrorCode::Internal, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn args(value: serde_json::Value) -> Payload {
+        Payload::from_value(&value).unwrap()
+    }
+
+    #[test]
+    fn reaction_arguments_are_read_in_place_only_from_a_map_of_two_strings() {
+        let sent = args(json!({"type": "heart", "extra": [1, {"a": null}], "sessionId": "s"}));
+        let read = sent.decode::<ReactionArgs>().unwrap();
+        assert_eq!((read.session_id, read.kind), ("s", "heart"));
+        let json = Payload::from_json(Bytes::from_static(br#"{"sessionId":"s","type":"fire"}"#)).unwrap();
+        let read = json.decode::<ReactionArgs>().unwrap();
+        assert_eq!((read.session_id, read.kind), ("s", "fire"));
+        // Each of these takes the general path, whose error names the problem.
+        for refused in [
+            args(json!(["s", "heart"])),
+            args(json!("heart")),
+            args(json!({"sessionId": 7, "type": "heart"})),
+            args(json!({"sessionId": "s"})),
+            args(json!({"type": "heart"})),
+            args(json!({"sessionId": "s", "type": null})),
+            Payload::from_json(Bytes::from_static(br#"{"sessionId":"s","type":"he\u0061rt"}"#)).unwrap(),
+        ] {
+            assert!(refused.decode::<ReactionArgs>().is_err(), "{}", refused.to_json());
+        }
+    }
 }

@@ -86,7 +86,6 @@ impl Commerce {
     }
 }
 
-/// The `reaction-stats` payload: the session's totals now.
 /// Reaction totals of a session for `GET /api/sessions/:id/reactions`: live counts while this node
 /// serves it, else the stored totals.
 pub struct ReactionReport {
