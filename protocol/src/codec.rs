@@ -144,9 +144,9 @@ pub fn decode_server(codec: Codec, frame: &Bytes, max: usize) -> Result<ServerFr
     ServerFrame::from_fields(fields(codec, frame, max)?)
 }
 
-/// Bytes an encoder starts with: most frames (replies, acks, small events) fit, so they are written
-/// without the buffer growing (and copying) four or five times on the way.
-const FRAME_CAPACITY: usize = 128;
+/// Bytes an encoder (and [`crate::Payload::from_value`]) starts with: most frames and values (replies,
+/// acks, small events) fit, so they are written without the buffer growing and copying on the way.
+pub(crate) const FRAME_CAPACITY: usize = 128;
 
 fn encode_with(
     codec: Codec,

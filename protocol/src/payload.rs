@@ -6,7 +6,7 @@
 //! types are refused, strings are UTF-8, and nesting is at most [`MAX_DEPTH`]. MessagePack `bin` becomes a
 //! JSON array of byte values; non-finite floats become JSON `null`.
 
-use crate::codec::Codec;
+use crate::codec::{Codec, FRAME_CAPACITY};
 use crate::msgpack;
 use bytes::Bytes;
 use serde::de::{self, DeserializeSeed as _};
@@ -35,10 +35,6 @@ pub enum PayloadError {
     #[error("payload has an unexpected shape: {0}")]
     Shape(String),
 }
-
-/// Bytes [`Payload::from_value`] starts with: enough for a typical reply or event, so it is written
-/// without the buffer growing on the way.
-const VALUE_CAPACITY: usize = 128;
 
 /// A value carried through the broker untouched, in the codec it arrived in.
 #[derive(Clone)]
@@ -80,7 +76,7 @@ impl Payload {
 
     /// Serializes a Rust value (as MessagePack with named fields).
     pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, PayloadError> {
-        let mut raw = Vec::with_capacity(VALUE_CAPACITY);
+        let mut raw = Vec::with_capacity(FRAME_CAPACITY);
         rmp_serde::encode::write_named(&mut raw, value).map_err(|e| PayloadError::Malformed(e.to_string()))?;
         Self::from_msgpack(Bytes::from(raw))
     }

@@ -36,9 +36,9 @@ pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// order without waiting for each other (Redis runs them in that order), and acknowledged in order.
 const MAX_PUBLISHES_IN_FLIGHT: usize = 256;
 
-/// Most inbound items a connection takes in one turn once the first arrived, when the transport has
-/// them read already; then timers, shutdown and cluster publishes get their turn again.
-const READ_BURST: usize = 32;
+/// Most inbound items a connection (native, or a Socket.IO session) takes in one turn once the first
+/// arrived, when they are read already; then timers, shutdown and cluster publishes get their turn again.
+pub(crate) const READ_BURST: usize = 32;
 
 /// A publish on its way to the bus: the request id and the outcome.
 type InFlight = Pin<Box<dyn Future<Output = (Option<u64>, Result<u64, PublishError>)> + Send>>;

@@ -135,6 +135,7 @@ impl Reactions {
         }
     }
 }
+
 /// The `reaction-stats` payload of a session, serialized straight from its counters: it answers every
 /// reaction, so no map of copied type names is built on the way. The counts and their `total` come from
 /// one read of the counters, so they agree however many reactions land meanwhile.

@@ -8,6 +8,7 @@
 
 use super::socket::Sockets;
 use super::{Gateway, TRANSPORT};
+use crate::conn::READ_BURST;
 use crate::metrics::socketio as metrics;
 use crate::queue::{Encoding, OutQueue, Push};
 use bytes::Bytes;
@@ -23,10 +24,6 @@ use tokio::time::{Instant, sleep_until};
 /// WebSocket messages larger than this waits for the session task, which is back-pressure on the client,
 /// not a loss.
 const INBOX_PACKETS: usize = 64;
-
-/// Most inbox packets the session task takes in one turn once the first arrived; then heartbeats,
-/// deadlines and shutdown get their turn again.
-const READ_BURST: usize = 32;
 
 /// Which transport carries a session now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
