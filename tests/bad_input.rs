@@ -63,6 +63,12 @@ async fn bad_frames_get_coded_errors_and_the_connection_stays_open() {
     assert_eq!(error_code(&mut ws).await, (2003, Some(8)), "not subscribed");
     send_json(&mut ws, json!({"type": "call", "id": 9, "method": "nobody.nothing", "args": {}})).await;
     assert_eq!(error_code(&mut ws).await, (2006, Some(9)), "unknown method");
+    send_json(&mut ws, json!({"type": "call", "method": "nobody.nothing"})).await;
+    assert_eq!(error_code(&mut ws).await, (2006, None), "unknown method of a call without id");
+    send_json(&mut ws, json!({"type": "call", "method": "chorus.counter", "args": {"topic": "one", "add": 2}})).await;
+    send_json(&mut ws, json!({"type": "call", "id": 12, "method": "chorus.counter", "args": {"topic": "one"}})).await;
+    let counted = json!({"type": "reply", "id": 12, "result": {"value": 2}});
+    assert_eq!(next_json(&mut ws).await, counted, "a call without id runs and gets no reply");
     let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
     ws.send(Message::text(format!(r#"{{"type":"publish","id":10,"topic":"a","payload":{deep}}}"#))).await.unwrap();
     assert_eq!(error_code(&mut ws).await.0, 1007, "payload nested too deep");

@@ -130,7 +130,11 @@ fn call_frame(conn: &Conn, id: u64, call: &CallSpec) -> anyhow::Result<Vec<u8>> 
     let mut out = Vec::new();
     match conn.proto() {
         Proto::ChorusWs(_) | Proto::ChorusQuic => {
-            return conn.encode(&ClientFrame::Call { id, method: call.method.clone(), args: call.args.clone() });
+            return conn.encode(&ClientFrame::Call {
+                id: Some(id),
+                method: call.method.clone(),
+                args: call.args.clone(),
+            });
         }
         Proto::SocketIo(events) => {
             let packet = events.call(id, &call.method, &call.json)?;

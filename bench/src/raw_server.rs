@@ -285,7 +285,8 @@ fn handle(hub: &Hub, outbox: &Rc<Outbox>, conn_id: u64, body: Bytes) -> anyhow::
                 None => Ok(()),
             }
         }
-        ClientFrame::Call { id, args, .. } => reply(ServerFrame::Reply { id, result: args }),
+        ClientFrame::Call { id: Some(id), args, .. } => reply(ServerFrame::Reply { id, result: args }),
+        ClientFrame::Call { id: None, .. } => Ok(()),
         ClientFrame::Ping { id } => reply(ServerFrame::Pong { id }),
         ClientFrame::Unsubscribe { id, topic } => {
             if let Some(t) = hub.topics.borrow_mut().get_mut(&topic) {

@@ -89,8 +89,9 @@ pub enum ClientFrame {
     },
     /// Call a module method.
     Call {
-        /// Request id, echoed in `reply` or `error`.
-        id: u64,
+        /// Request id, echoed in `reply` or `error`; without one the call's result is not sent (and the module
+        /// may skip building it), a refusal comes as an `error` without id.
+        id: Option<u64>,
         /// `module.method` name.
         method: String,
         /// Arguments.
@@ -297,9 +298,11 @@ impl ClientFrame {
                 out.payload(payload)?;
             }
             Self::Call { id, method, args } => {
-                out.map(4);
+                out.map(3 + usize::from(id.is_some()));
                 out.kv_str("type", "call");
-                out.kv_uint("id", *id);
+                if let Some(id) = id {
+                    out.kv_uint("id", *id);
+                }
                 out.kv_str("method", method);
                 out.key("args");
                 out.payload(args)?;
@@ -332,7 +335,7 @@ impl ClientFrame {
                 payload: f.payload.ok_or(DecodeError::MissingField("payload"))?,
             },
             "call" => Self::Call {
-                id: f.id.ok_or(DecodeError::MissingField("id"))?,
+                id: f.id,
                 method: f.method.ok_or(DecodeError::MissingField("method"))?,
                 args: f.args.unwrap_or_else(Payload::null),
             },

@@ -5,7 +5,8 @@
 use bytes::Bytes;
 use chorus_protocol::payload::MAX_DEPTH;
 use chorus_protocol::{
-    ClientFrame, Codec, DecodeError, ErrorCode, PayloadError, ServerFrame, decode_client, decode_server, encode_client,
+    ClientFrame, Codec, DecodeError, ErrorCode, Payload, PayloadError, ServerFrame, decode_client, decode_server,
+    encode_client,
 };
 
 const MAX: usize = 65536;
@@ -164,8 +165,6 @@ fn missing_required_client_fields() {
     client_refuses(r#"{"type":"publish","id":1,"payload":{"a":1}}"#, missing("topic"));
     client_refuses(r#"{"type":"publish","topic":null,"payload":1}"#, missing("topic"));
     client_refuses(r#"{"type":"publish","id":1,"topic":"a"}"#, missing("payload"));
-    client_refuses(r#"{"type":"call","method":"booking.hold","args":{}}"#, missing("id"));
-    client_refuses(r#"{"type":"call","id":null,"method":"booking.hold"}"#, missing("id"));
     client_refuses(r#"{"type":"call","id":4,"args":{}}"#, missing("method"));
     client_refuses(r#"{"type":"subscribe","id":1}"#, missing("topic"));
     client_refuses(r#"{"type":"unsubscribe","id":1}"#, missing("topic"));
@@ -192,6 +191,13 @@ fn optional_fields_may_be_absent_or_null() {
         for (codec, bytes) in both(json) {
             let frame = decode_client(codec, &bytes, MAX).unwrap();
             assert_eq!(frame, ClientFrame::Subscribe { id: None, topic: "a".into(), since: None }, "{codec:?}");
+        }
+    }
+    for json in [r#"{"type":"call","method":"booking.hold"}"#, r#"{"type":"call","id":null,"method":"booking.hold"}"#] {
+        for (codec, bytes) in both(json) {
+            let frame = decode_client(codec, &bytes, MAX).unwrap();
+            let want = ClientFrame::Call { id: None, method: "booking.hold".into(), args: Payload::null() };
+            assert_eq!(frame, want, "{codec:?}");
         }
     }
     for (codec, bytes) in both(r#"{"type":"hello","token":null}"#) {

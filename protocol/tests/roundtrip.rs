@@ -66,11 +66,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         }),
         (id(), any::<String>()).prop_map(|(id, topic)| ClientFrame::Unsubscribe { id, topic }),
         (id(), any::<String>(), payload()).prop_map(|(id, topic, payload)| ClientFrame::Publish { id, topic, payload }),
-        (any::<u64>(), any::<String>(), payload()).prop_map(|(id, method, args)| ClientFrame::Call {
-            id,
-            method,
-            args
-        }),
+        (id(), any::<String>(), payload()).prop_map(|(id, method, args)| ClientFrame::Call { id, method, args }),
         id().prop_map(|id| ClientFrame::Ping { id }),
     ]
 }

@@ -263,22 +263,29 @@ pub(crate) async fn admit_publish(
 }
 
 /// A call from a connection: the broker's own `chorus.*` methods (on topics `subscribed` says the caller
-/// holds) or the owning module's `on_call`.
+/// holds) or the owning module's `on_call` — or, when the caller wants no result (`reply` false), its
+/// `on_cast`; the result is then `None`.
 pub(crate) async fn route_call(
     ctx: &Context,
     caller: &Caller,
     method: &str,
     args: Payload,
     subscribed: impl Fn(&str) -> bool,
-) -> Result<Payload, ModuleError> {
+    reply: bool,
+) -> Result<Option<Payload>, ModuleError> {
     if let Some(builtin) = method.strip_prefix("chorus.") {
-        return builtin_call(&ctx.node, caller, builtin, args, subscribed).await;
+        let result = builtin_call(&ctx.node, caller, builtin, args, subscribed).await?;
+        return Ok(reply.then_some(result));
     }
     let Some((module, name)) = ctx.node.modules.route_call(method) else {
         return Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no module serves {method}")));
     };
     let module = module.clone();
-    module.on_call(ctx, caller, name, args).await
+    if reply {
+        module.on_call(ctx, caller, name, args).await.map(Some)
+    } else {
+        module.on_cast(ctx, caller, name, args).await.map(|()| None)
+    }
 }
 
 /// The broker's own calls (`chorus.*`) on a topic the connection is subscribed to:
@@ -576,11 +583,15 @@ impl Conn {
         }
     }
 
-    async fn call(&mut self, caller: &Caller, id: u64, method: &str, args: Payload) {
+    async fn call(&mut self, caller: &Caller, id: Option<u64>, method: &str, args: Payload) {
         let subscriptions = &self.subscriptions;
-        match route_call(&self.ctx, caller, method, args, |topic| subscriptions.contains(topic)).await {
-            Ok(result) => self.send(&ServerFrame::Reply { id, result }),
-            Err(e) => self.error(Some(id), e.code, e.message),
+        match route_call(&self.ctx, caller, method, args, |topic| subscriptions.contains(topic), id.is_some()).await {
+            Ok(result) => {
+                if let (Some(id), Some(result)) = (id, result) {
+                    self.send(&ServerFrame::Reply { id, result });
+                }
+            }
+            Err(e) => self.error(id, e.code, e.message),
         }
     }
 }
@@ -617,7 +628,7 @@ fn request_id(frame: &ClientFrame) -> Option<u64> {
         ClientFrame::Subscribe { id, .. }
         | ClientFrame::Unsubscribe { id, .. }
         | ClientFrame::Publish { id, .. }
+        | ClientFrame::Call { id, .. }
         | ClientFrame::Ping { id } => *id,
-        ClientFrame::Call { id, .. } => Some(*id),
     }
 }

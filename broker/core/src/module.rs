@@ -131,6 +131,13 @@ pub trait Module: Send + Sync + 'static {
         Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no method {}.{method}", self.name())))
     }
 
+    /// A `call` to `<name>.<method>` whose caller wants no result: a native `call` without `id`, a
+    /// Socket.IO emit without acknowledgement. Only a refusal reaches the client. The default runs
+    /// [`Module::on_call`] and drops its result; a module whose result costs work to build may skip it.
+    async fn on_cast(&self, ctx: &Context, caller: &Caller, method: &str, args: Payload) -> Result<(), ModuleError> {
+        self.on_call(ctx, caller, method, args).await.map(drop)
+    }
+
     /// A subscriber left one of the module's topics (unsubscribe or disconnect).
     async fn on_unsubscribe(&self, _ctx: &Context, _caller: &Caller, _topic: &str) {}
 

@@ -130,7 +130,15 @@ impl Client {
     /// Calls a module method (`module.method`) and returns its result.
     pub async fn call(&self, method: &str, args: Payload) -> Result<Payload, ClientError> {
         let id = self.id();
-        self.reply(id, &ClientFrame::Call { id, method: method.to_owned(), args }).await
+        self.reply(id, &ClientFrame::Call { id: Some(id), method: method.to_owned(), args }).await
+    }
+
+    /// Calls a module method without asking for its result (fire-and-forget). Returns once the frame is
+    /// queued for writing, waiting for room as [`publish_nowait`](Self::publish_nowait) does. The server
+    /// reports a refusal as an `error` without id, which lands in [`take_errors`](Self::take_errors).
+    pub async fn call_nowait(&self, method: &str, args: Payload) -> Result<(), ClientError> {
+        let frame = encode_client(self.codec, &ClientFrame::Call { id: None, method: method.to_owned(), args })?;
+        self.within_timeout(self.enqueue(Command::Send { frame, waiter: None })).await
     }
 
     /// Sends `ping` and returns the round-trip time until its `pong` (queueing on this side included).

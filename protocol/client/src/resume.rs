@@ -171,6 +171,11 @@ impl ResumingClient {
         self.on_connection(|client| async move { client.call(method, args).await }).await
     }
 
+    /// Calls a module method without asking for its result (see [`Client::call_nowait`]).
+    pub async fn call_nowait(&self, method: &str, args: Payload) -> Result<(), ClientError> {
+        self.on_connection(|client| async move { client.call_nowait(method, args).await }).await
+    }
+
     /// Pings the current connection (see [`Client::ping`]).
     pub async fn ping(&self) -> Result<Duration, ClientError> {
         self.on_connection(|client| async move { client.ping().await }).await

@@ -117,14 +117,14 @@ async fn script(mut ws: WebSocketStream<TcpStream>, codec: Codec, transport_toke
                 send(&mut ws, codec, ServerFrame::error(None, ErrorCode::RateLimited, "slow down")).await;
             }
             ClientFrame::Call { id, method, args } => match method.as_str() {
-                "echo" => send(&mut ws, codec, ServerFrame::Reply { id, result: args }).await,
+                "echo" => send(&mut ws, codec, ServerFrame::Reply { id: id.unwrap(), result: args }).await,
                 "burst" => {
                     let n: u64 = args.decode().unwrap();
                     for seq in 1..=n {
                         let event = ServerFrame::Event { topic: "burst".into(), seq, payload: Payload::null() };
                         send(&mut ws, codec, event).await;
                     }
-                    send(&mut ws, codec, reply(id, json!(n))).await;
+                    send(&mut ws, codec, reply(id.unwrap(), json!(n))).await;
                 }
                 "ignore" => {}
                 "kick" => {
@@ -132,9 +132,7 @@ async fn script(mut ws: WebSocketStream<TcpStream>, codec: Codec, transport_toke
                     close(&mut ws, CloseCode::SlowConsumer, "slow consumer").await;
                     return None;
                 }
-                _ => {
-                    send(&mut ws, codec, ServerFrame::error(Some(id), ErrorCode::UnknownMethod, "no such method")).await
-                }
+                _ => send(&mut ws, codec, ServerFrame::error(id, ErrorCode::UnknownMethod, "no such method")).await,
             },
             ClientFrame::Ping { id: None } => {
                 let event = ServerFrame::Event { topic: "keepalive".into(), seq: 1, payload: Payload::null() };
@@ -179,6 +177,11 @@ async fn requests_events_and_server_close_in_both_codecs() {
         let err = client.call("nope", Payload::null()).await.unwrap_err();
         assert!(matches!(err, ClientError::Server { code: 2006, .. }), "{err:?}");
         assert_eq!(err.error_code(), Some(ErrorCode::UnknownMethod));
+        client.call_nowait("nope", Payload::null()).await.unwrap();
+        client.ping().await.unwrap();
+        let errors = client.take_errors();
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].id, errors[0].error_code()), (None, Some(ErrorCode::UnknownMethod)));
         client.unsubscribe("room/1").await.unwrap();
 
         let err = client.call("kick", Payload::null()).await.unwrap_err();

@@ -65,6 +65,7 @@ fn write_msgpack(value: &Value, attachments: &[Bytes], out: &mut Vec<u8>) -> Res
 }
 
 /// A payload as Socket.IO JSON text plus the attachments its placeholders number.
+#[derive(Default)]
 pub(crate) struct Outbound {
     /// The JSON text.
     pub json: String,

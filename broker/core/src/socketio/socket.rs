@@ -302,7 +302,7 @@ impl Sockets {
             let e = ModuleError::new(ErrorCode::RateLimited, format!("more than {rate} events/s; event dropped"));
             return self.answer(namespace, id, Err(e));
         }
-        let outcome = self.route(namespace, name, args, attachments).await;
+        let outcome = self.route(namespace, name, args, attachments, id.is_some()).await;
         self.answer(namespace, id, outcome);
     }
 
@@ -312,6 +312,7 @@ impl Sockets {
         name: &str,
         args: Value,
         attachments: &[Bytes],
+        ack: bool,
     ) -> Result<Outbound, ModuleError> {
         let parse = |e: serde_json::Error| invalid(format!("{name}: {e}"));
         match name {
@@ -331,7 +332,7 @@ impl Sockets {
             "chorus:call" => {
                 let a: CallArgs = serde_json::from_value(args).map_err(parse)?;
                 let args = payload_of(&a.args, attachments)?;
-                return self.call(namespace, &a.method, args).await;
+                return self.call(namespace, &a.method, args, ack).await;
             }
             _ => {}
         }
@@ -353,11 +354,13 @@ impl Sockets {
                     }
                     None => continue,
                 },
-                Route::Call(method) => return self.call(namespace, method, payload_of(&args, attachments)?).await,
+                Route::Call(method) => return self.call(namespace, method, payload_of(&args, attachments)?, ack).await,
             }
         }
         match &host.spec.fallback {
-            Some(module) => self.call(namespace, &format!("{module}.{name}"), payload_of(&args, attachments)?).await,
+            Some(module) => {
+                self.call(namespace, &format!("{module}.{name}"), payload_of(&args, attachments)?, ack).await
+            }
             None => {
                 Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no handler for event {name:?} on {namespace}")))
             }
@@ -454,10 +457,15 @@ impl Sockets {
         Ok(json!({ "seq": seq }).to_string())
     }
 
-    async fn call(&mut self, namespace: &str, method: &str, args: Payload) -> Result<Outbound, ModuleError> {
+    /// Calls `method`; for an emit without acknowledgement (`ack` false) the module is told no result is
+    /// wanted, and the outbound is empty: nothing is sent on success.
+    async fn call(&mut self, namespace: &str, method: &str, args: Payload, ack: bool) -> Result<Outbound, ModuleError> {
         let socket = self.socket(namespace)?;
-        let result = route_call(&self.ctx, &socket.caller, method, args, |topic| socket.topics.contains(topic)).await?;
-        binary::outbound(&result).map_err(internal)
+        let subscribed = |topic: &str| socket.topics.contains(topic);
+        match route_call(&self.ctx, &socket.caller, method, args, subscribed, ack).await? {
+            Some(result) => binary::outbound(&result).map_err(internal),
+            None => Ok(Outbound::default()),
+        }
     }
 }
 
