@@ -1,7 +1,8 @@
 //! Native calls (`call` frames over WebSocket or QUIC), named after the seed's client → server events so
 //! the Socket.IO gateway can forward each emit as `commerce.<event>`:
 //!
-//! - `commerce.send-reaction` `{ sessionId, type }` → the `reaction-stats` payload
+//! - `commerce.send-reaction` `{ sessionId, type }` → the `reaction-stats` payload (called without `id`,
+//!   nothing: the hot path of a live stream)
 //! - `commerce.send-message` `{ sessionId, message, userName? }` → the `new-message` payload
 //! - `commerce.showcase-product` `{ sessionId, productId | null }` → `{ sessionId, activeProductId }`
 //! - `commerce.track-product-click` `{ sessionId, productId, userId? }` → `{ sessionId, productId }`
@@ -10,6 +11,7 @@
 //! Joining and leaving a session are subscribing to and unsubscribing from its topic.
 
 use crate::error::CommerceError;
+use crate::live::Live;
 use crate::requests;
 use crate::service::Commerce;
 use chorus_core::module::{Caller, Context, ModuleError};
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 /// Runs the call `method` with `args` for `caller`.
 pub async fn dispatch(
@@ -29,7 +32,8 @@ pub async fn dispatch(
     args: Payload,
 ) -> Result<Payload, ModuleError> {
     if method == "send-reaction" {
-        return send_reaction(commerce, ctx, caller, &args).await;
+        let live = send_reaction(commerce, ctx, caller, &args).await?;
+        return reply(&live.reactions.stats());
     }
     // Boxed: the other calls' futures are large, and every reaction's future would otherwise carry them.
     Box::pin(async move {
@@ -69,6 +73,21 @@ pub async fn dispatch(
     .await
 }
 
+/// Runs the call `method` with `args` for `caller`, who wants no result: `send-reaction` then skips
+/// reading the totals for a reply.
+pub async fn cast(
+    commerce: &Commerce,
+    ctx: &Context,
+    caller: &Caller,
+    method: &str,
+    args: Payload,
+) -> Result<(), ModuleError> {
+    if method == "send-reaction" {
+        return send_reaction(commerce, ctx, caller, &args).await.map(drop);
+    }
+    dispatch(commerce, ctx, caller, method, args).await.map(drop)
+}
+
 /// `send-reaction`, the hot call: its arguments are read in place when they are the usual map of two
 /// strings; anything else goes the general way, whose errors name the problem.
 async fn send_reaction(
@@ -76,7 +95,7 @@ async fn send_reaction(
     ctx: &Context,
     caller: &Caller,
     args: &Payload,
-) -> Result<Payload, ModuleError> {
+) -> Result<Arc<Live>, ModuleError> {
     const METHOD: &str = "send-reaction";
     let (session_id, kind): (Cow<str>, Cow<str>) = match args.decode::<ReactionArgs>() {
         Ok(ReactionArgs { session_id, kind }) => {

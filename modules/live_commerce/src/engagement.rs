@@ -7,27 +7,29 @@ use crate::access::viewer_key;
 use crate::clicks::{ProductStat, check_clickable};
 use crate::error::CommerceError;
 use crate::events::{self, NEW_REACTION, REACTION_STATS};
+use crate::live::Live;
 use crate::model::{ClickStatsRecord, ReactionTotals, Status};
 use crate::rate::Spend;
-use crate::reaction_feed::StatsDue;
+use crate::reaction_feed::{Held, StatsDue};
 use crate::service::Commerce;
 use crate::tables::{self, CLICK_STATS, REACTIONS, RECORD};
 use crate::ticker;
 use chorus_core::dialect::iso8601;
 use chorus_core::module::{Caller, Context};
-use chorus_core::protocol::Payload;
 use serde_json::json;
+use std::sync::Arc;
 use tokio::time::{Instant, sleep_until};
 
 impl Commerce {
-    /// Counts a reaction of `kind` in the session and publishes it; returns the `reaction-stats` payload.
+    /// Counts a reaction of `kind` in the session and publishes it; returns the session, whose
+    /// `reactions.stats()` are the totals the reaction made (for a caller that wants them).
     pub async fn react(
         &self,
         ctx: &Context,
         caller: &Caller,
         session_id: &str,
         kind: &str,
-    ) -> Result<Payload, CommerceError> {
+    ) -> Result<Arc<Live>, CommerceError> {
         let now = Instant::now();
         self.limits.spend_at(caller.conn_id, Spend::Interaction, now)?;
         let live = self.live(ctx, session_id).await?;
@@ -40,14 +42,9 @@ impl Commerce {
             }
             live.reactions.add(ctx, kind)?;
         }
-        let tell = live.feed.reacted(now);
-        if tell.animate {
-            events::publish(
-                ctx,
-                session_id,
-                NEW_REACTION,
-                json!({ "type": kind, "timestamp": iso8601(ctx.clock().now_ms()) }),
-            );
+        let tell = live.feed.reacted(now, || Held { kind: kind.to_owned(), at_ms: ctx.clock().now_ms() });
+        if tell.animate_now {
+            publish_animation(ctx, session_id, kind, ctx.clock().now_ms());
         }
         match tell.stats {
             StatsDue::Now => events::publish(ctx, session_id, REACTION_STATS, live.reactions.stats()),
@@ -57,7 +54,9 @@ impl Commerce {
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
                         _ = sleep_until(when) => {
-                            live.feed.sent_later(Instant::now());
+                            for held in live.feed.sent_later(Instant::now()) {
+                                publish_animation(&ctx, &live.id, &held.kind, held.at_ms);
+                            }
                             events::publish(&ctx, &live.id, REACTION_STATS, live.reactions.stats());
                         }
                     }
@@ -65,7 +64,7 @@ impl Commerce {
             }
             StatsDue::Scheduled => {}
         }
-        Payload::from_value(&live.reactions.stats()).map_err(|e| CommerceError::Internal(e.to_string()))
+        Ok(live)
     }
 
     /// Counts a click of the caller on a product of the session.
@@ -84,6 +83,11 @@ impl Commerce {
         ticker::ensure(ctx, &live);
         Ok(())
     }
+}
+
+/// Publishes the `new-reaction` of a reaction of `kind` counted at `at_ms`.
+fn publish_animation(ctx: &Context, session_id: &str, kind: &str, at_ms: u64) {
+    events::publish(ctx, session_id, NEW_REACTION, json!({ "type": kind, "timestamp": iso8601(at_ms) }));
 }
 
 /// Reaction totals of a session for `GET /api/sessions/:id/reactions`: live counts while this node

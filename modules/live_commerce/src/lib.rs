@@ -163,6 +163,10 @@ impl Module for LiveCommerce {
         calls::dispatch(self.init(), ctx, caller, method, args).await
     }
 
+    async fn on_cast(&self, ctx: &Context, caller: &Caller, method: &str, args: Payload) -> Result<(), ModuleError> {
+        calls::cast(self.init(), ctx, caller, method, args).await
+    }
+
     /// Viewers of a node that died leave the count.
     async fn on_departed(&self, ctx: &Context, departure: Departure) {
         let commerce = self.init();

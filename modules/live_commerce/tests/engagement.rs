@@ -4,6 +4,7 @@
 use crate::support::{
     START_MS, User, at, call, expect, join, native_quic, native_ws, next, rows, start, start_with, stop, token,
 };
+use chorus_core::protocol::Payload;
 use chorus_live_commerce::Settings;
 use futures_util::future::join_all;
 use serde_json::json;
@@ -88,6 +89,43 @@ async fn reactions_publish_each_reaction_and_the_totals() {
         }})
     );
     assert!(rows(&server, "commerce_reactions", &session).await.is_empty(), "no store write per reaction");
+    stop(server).await;
+}
+
+/// Reactions sent without asking for an answer (the seed's client shape; the hot path) are counted and
+/// told like the others; a refused one gets an `error` without id, and the connection stays open.
+#[tokio::test]
+async fn reactions_without_an_answer_are_counted_and_refusals_still_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start(dir.path()).await;
+    let creator = User::new(&server, "1", "Cleo");
+    let session = creator.session("Show", &[]).await;
+    creator.start_stream(&session).await;
+    let viewer = native_ws(&server, Some(&token("2", "Ann", None))).await;
+    join(&viewer, &session).await;
+    assert_eq!(expect(&viewer, "viewer-count").await, json!(1));
+    let sender = native_quic(&server, &token("3", "Bob", None)).await;
+
+    let cast = |args: serde_json::Value| {
+        let args = Payload::from_value(&args).unwrap();
+        async { sender.call_nowait("commerce.send-reaction", args).await.unwrap() }
+    };
+    cast(json!({"sessionId": session, "type": "fire"})).await;
+    assert_eq!(expect(&viewer, "new-reaction").await["type"], "fire");
+    assert_eq!(
+        expect(&viewer, "reaction-stats").await,
+        json!({"sessionId": session, "counts": {"fire": 1}, "total": 1})
+    );
+    cast(json!({"sessionId": session, "type": "no spaces"})).await;
+    cast(json!({"type": "heart"})).await;
+    cast(json!({"sessionId": session, "type": "like"})).await;
+    // Calls of a connection run in order: once this one is answered, the ones before it were taken.
+    let stats = call(&sender, "commerce.send-reaction", json!({"sessionId": session, "type": "like"})).await;
+    assert_eq!(stats.unwrap(), json!({"sessionId": session, "counts": {"fire": 1, "like": 2}, "total": 3}));
+    let errors: Vec<_> = sender.take_errors().into_iter().map(|e| (e.id, e.code, e.message)).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!((errors[0].0, errors[0].1), (None, 2009), "{errors:?}");
+    assert_eq!(errors[1], (None, 2009, "sessionId is required".to_owned()));
     stop(server).await;
 }
 

@@ -129,6 +129,15 @@ async fn the_seeds_socket_io_flow() {
             break;
         }
     }
+    // A refused reaction without acknowledgement too (the module is not asked for its totals).
+    viewer.emit("send-reaction", json!({"type": "heart"})).await;
+    loop {
+        let (name, data) = viewer.event().await;
+        if name == "error" {
+            assert_eq!(data, json!({"message": "sessionId is required", "code": 2009}));
+            break;
+        }
+    }
 
     // Leaving drops the count.
     viewer.emit("leave-session", json!(session)).await;
