@@ -269,7 +269,8 @@ pub struct ReactionsArgs {
     /// Connections sending reactions (pipelined; they do not join the session).
     #[arg(long, default_value_t = 8)]
     pub senders: usize,
-    /// Reactions in flight at most: sent, and not yet acknowledged by the server. A server that answers in
+    /// Reactions in flight at most: sent, and not yet covered by an answer of the server (to them or to a
+    /// later reaction of the same sender). A server that answers in
     /// big batches (Node takes a whole read's packets before it writes an ack) answers late with a big window;
     /// with 256, chorus's core idled 10–15 % waiting for the next reactions.
     #[arg(long, default_value_t = 1024)]

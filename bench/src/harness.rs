@@ -166,9 +166,12 @@ impl Spec {
                     a.viewers, a.senders
                 ));
                 notes.push(format!(
-                    "closed loop: at most {} reactions in flight (sent, not yet acknowledged: the call's reply, the \
-                     Socket.IO ack), and senders pause while the slowest viewer's total misses a reaction sent over \
+                    "reactions are sent without asking for an answer (native: call without id; Socket.IO: emit \
+                     without ack id) but every {}th of a sender and the last of each write; closed loop: at most {} \
+                     reactions in flight (sent and not yet covered by an answer to them or to a later reaction of \
+                     their sender), and senders pause while the slowest viewer's total misses a reaction sent over \
                      {:?} ago; react/s = the rise of the highest reported total over the window",
+                    reactions::ACK_EVERY,
                     a.inflight,
                     reactions::MAX_LAG
                 ));

@@ -4,9 +4,13 @@
 //!
 //! - **Ingested** reactions are counted from what the server reports, not from what was sent: the rise of
 //!   the highest `total` any viewer saw in a `reaction-stats` over the measured window.
-//! - **Closed loop**, two bounds. A reaction is in flight until the server acknowledges it (the call's
-//!   reply, the Socket.IO acknowledgement); senders stop at `--inflight` in flight, so the server's input
-//!   stays bounded. And senders pause while the slowest viewer is more than [`MAX_LAG`] behind: while the
+//! - **Reactions go without asking for an answer**, as the seed's client sends them: a native `call`
+//!   without id, a Socket.IO emit without acknowledgement id. Each sender asks for one on every
+//!   [`ACK_EVERY`]-th reaction and on the last of each write (with an id, [`REACTION_ACK`] on Socket.IO);
+//!   a connection's reactions are taken in order, so that answer tells that every earlier reaction of the
+//!   sender was taken.
+//! - **Closed loop**, two bounds. A reaction is in flight until the server has answered it or a later
+//!   reaction of its sender; senders stop at `--inflight` in flight, so the server's input stays bounded. And senders pause while the slowest viewer is more than [`MAX_LAG`] behind: while the
 //!   first reaction missing from its highest `total` was sent longer ago than that. So a server that takes
 //!   reactions faster than it tells its viewers cannot pile up queues, while one that tells them in fewer,
 //!   fuller `reaction-stats` (chorus paces them per session) is not held to one broadcast per reaction.
@@ -18,9 +22,7 @@
 //! Dialects: chorus native (WebSocket or QUIC, MessagePack) subscribes viewers to
 //! `commerce/session/{id}` and sends `call commerce.send-reaction`; Socket.IO (chorus's gateway and the
 //! Node peer alike) speaks the seed's client shape on the root namespace: `join-session` with the session
-//! id, `send-reaction { sessionId, type }`, events `new-reaction` / `reaction-stats` — both emits with an
-//! acknowledgement id (the seed's client sends reactions without one; the harness needs the server's word
-//! that a reaction was taken, and the id, [`REACTION_ACK`] on every reaction, means nothing to the server).
+//! id, `send-reaction { sessionId, type }`, events `new-reaction` / `reaction-stats`.
 
 use crate::conn::{Conn, Dialer, Incoming, Proto};
 use crate::measure::{Phases, Sample, Sampler};
@@ -51,8 +53,11 @@ pub const STATS_GAP_LIMIT: Duration = Duration::from_secs(1);
 /// Senders pause while the slowest viewer's total misses a reaction sent longer ago than this.
 pub const MAX_LAG: Duration = Duration::from_millis(250);
 
-/// The Socket.IO acknowledgement id of every reaction (the join's is 1).
+/// The Socket.IO acknowledgement id of every reaction that asks for one (the join's is 1).
 const REACTION_ACK: u64 = 2;
+
+/// A sender asks for an answer on every this many reactions (and on the last of each write).
+pub const ACK_EVERY: u64 = 64;
 
 /// Send times kept for latency: a viewer's total may trail the last acknowledged reaction by up to this
 /// many reactions (chorus tells totals at most 50 ms late: 1 M reactions/s leaves room to spare).
@@ -372,9 +377,9 @@ impl Flow {
             || now_ns.saturating_sub(self.sent_at.borrow()[(missing & self.mask) as usize]) <= MAX_LAG.as_nanos() as u64
     }
 
-    /// The server answered a reaction.
-    fn on_ack(&self) {
-        self.acked.set(self.acked.get() + 1);
+    /// The server answered a reaction, which tells that `taken` reactions were taken.
+    fn on_ack(&self, taken: u64) {
+        self.acked.set(self.acked.get() + taken);
         self.last_ack.set(Instant::now());
         self.progress.notify_waiters();
     }
@@ -396,42 +401,44 @@ impl Flow {
     }
 }
 
-/// The reaction templates of a connection (one per type) and where a native one's call id sits.
+/// The reaction frames of a connection, one per type, each with and without asking for an answer, and
+/// where a native answered one's call id sits.
 struct Templates {
-    frames: Vec<Vec<u8>>,
+    answered: Vec<Vec<u8>>,
+    unanswered: Vec<Vec<u8>>,
     id_at: Option<usize>,
 }
 
 fn templates(conn: &Conn, session: &str) -> anyhow::Result<Templates> {
-    let mut frames = Vec::with_capacity(TYPES.len());
-    let mut id_at = None;
+    let mut t = Templates { answered: Vec::new(), unanswered: Vec::new(), id_at: None };
     for kind in TYPES {
         let args = serde_json::json!({ "sessionId": session, "type": kind });
-        let frame = match conn.proto() {
+        match conn.proto() {
             Proto::SocketIo(_) => {
-                let mut out = Vec::new();
-                conn.frame(format!("42{REACTION_ACK}[\"send-reaction\",{args}]").as_bytes(), &mut out);
-                out
+                for (ack, frames) in [(REACTION_ACK.to_string(), &mut t.answered), (String::new(), &mut t.unanswered)] {
+                    let mut out = Vec::new();
+                    conn.frame(format!("42{ack}[\"send-reaction\",{args}]").as_bytes(), &mut out);
+                    frames.push(out);
+                }
             }
             _ => {
-                let call = ClientFrame::Call {
-                    id: u64::MAX,
-                    method: "commerce.send-reaction".to_owned(),
-                    args: Payload::from_value(&args)?,
+                let call = |id| -> anyhow::Result<Vec<u8>> {
+                    let method = "commerce.send-reaction".to_owned();
+                    conn.encode(&ClientFrame::Call { id, method, args: Payload::from_value(&args)? })
                 };
-                let out = conn.encode(&call)?;
-                let at = out
+                let answered = call(Some(u64::MAX))?;
+                let at = answered
                     .windows(ID_PLACEHOLDER.len())
                     .position(|w| w == ID_PLACEHOLDER)
                     .ok_or_else(|| anyhow!("call id not found in the reaction template"))?;
                 // Every type's frame has the same layout up to the id (method before args).
-                id_at = Some(at + 1);
-                out
+                t.id_at = Some(at + 1);
+                t.answered.push(answered);
+                t.unanswered.push(call(None)?);
             }
-        };
-        frames.push(frame);
+        }
     }
-    Ok(Templates { frames, id_at })
+    Ok(t)
 }
 
 /// Joins the session: subscribe (native) or the seed's `join-session` with an acknowledgement id.
@@ -575,13 +582,18 @@ async fn viewer(mut conn: Conn, i: usize, flow: Rc<Flow>) {
     }
 }
 
+/// A sender's reactions that asked for an answer and have none yet: for each, oldest first, how many
+/// reactions its answer tells were taken (itself and those sent since the one before it).
+type Awaited = std::collections::VecDeque<u64>;
+
 /// Handles what a sender reads: answers to its reactions (acknowledgements, refusals).
-fn on_sender(flow: &Flow, proto: Proto, m: Incoming<'_>) {
+fn on_sender(flow: &Flow, proto: Proto, awaited: &mut Awaited, m: Incoming<'_>) {
+    let mut answered = || flow.on_ack(awaited.pop_front().unwrap_or(0));
     match m {
-        Incoming::Reply { .. } => flow.on_ack(),
+        Incoming::Reply { .. } => answered(),
         Incoming::Error { id: Some(_), code, message } => {
             flow.error(format!("{code} {message}"));
-            flow.on_ack();
+            answered();
         }
         Incoming::Error { code, message, .. } => flow.error(format!("{code} {message}")),
         Incoming::Event { payload, .. } => {
@@ -597,7 +609,9 @@ fn on_sender(flow: &Flow, proto: Proto, m: Incoming<'_>) {
 /// reads what the server answers between writes so its queue to the sender never fills.
 async fn sender(mut conn: Conn, flow: Rc<Flow>, templates: Templates) {
     let proto = conn.proto();
-    let mut batch = Vec::with_capacity(MAX_BATCH * templates.frames[0].len());
+    let mut batch = Vec::with_capacity(MAX_BATCH * templates.answered[0].len());
+    let mut awaited = Awaited::new();
+    let mut unanswered = 0u64;
     let result = async {
         loop {
             if flow.has_room(stamp::now_nanos()) {
@@ -606,7 +620,7 @@ async fn sender(mut conn: Conn, flow: Rc<Flow>, templates: Templates) {
                     biased;
                     read = conn.fill() => {
                         read?;
-                        conn.drain(&mut |m| on_sender(&flow, proto, m))?;
+                        conn.drain(&mut |m| on_sender(&flow, proto, &mut awaited, m))?;
                         conn.take_outbox(&mut batch);
                     }
                     _ = std::future::ready(()) => {}
@@ -616,7 +630,7 @@ async fn sender(mut conn: Conn, flow: Rc<Flow>, templates: Templates) {
                     _ = flow.progress.notified() => {}
                     read = conn.fill() => {
                         read?;
-                        conn.drain(&mut |m| on_sender(&flow, proto, m))?;
+                        conn.drain(&mut |m| on_sender(&flow, proto, &mut awaited, m))?;
                         conn.take_outbox(&mut batch);
                     }
                 }
@@ -625,13 +639,20 @@ async fn sender(mut conn: Conn, flow: Rc<Flow>, templates: Templates) {
             let mut n = 0;
             while n < MAX_BATCH && flow.has_room(now_ns) {
                 let t = flow.next_reaction(now_ns);
-                let frame = &templates.frames[(t % TYPES.len() as u64) as usize];
+                (n, unanswered) = (n + 1, unanswered + 1);
+                let ask = unanswered == ACK_EVERY || n == MAX_BATCH || !flow.has_room(now_ns);
+                let kind = (t % TYPES.len() as u64) as usize;
                 let start = batch.len();
-                batch.extend_from_slice(frame);
+                if !ask {
+                    batch.extend_from_slice(&templates.unanswered[kind]);
+                    continue;
+                }
+                batch.extend_from_slice(&templates.answered[kind]);
                 if let Some(at) = templates.id_at {
                     batch[start + at..start + at + 8].copy_from_slice(&t.to_be_bytes());
                 }
-                n += 1;
+                awaited.push_back(unanswered);
+                unanswered = 0;
             }
             if !batch.is_empty() {
                 conn.send(&batch).await?;
