@@ -179,7 +179,7 @@ pub struct Config {
 
     /// Socket.IO gateway settings.
     #[command(flatten)]
-    pub socketio: crate::socketio::SocketIoConfig,
+    pub socketio: crate::socketio::config::SocketIoConfig,
 
     /// Local development mode, never for production: an HS256 secret is generated (and printed) when none
     /// is configured, guests may publish, and the demo pages may mint short-lived tokens (`POST

@@ -10,6 +10,7 @@ use crate::node::PublishError;
 use crate::queue::{Encoding, FrameSink, OutQueue, Push, run_writer};
 use crate::rate::TokenBucket;
 use crate::topics::{Subscribed, Subscriber};
+use crate::transport::{FrameSource, Inbound};
 use bytes::Bytes;
 use chorus_protocol::topic;
 use chorus_protocol::{
@@ -42,33 +43,6 @@ pub(crate) const READ_BURST: usize = 32;
 
 /// A publish on its way to the bus: the request id and the outcome.
 type InFlight = Pin<Box<dyn Future<Output = (Option<u64>, Result<u64, PublishError>)> + Send>>;
-
-/// What the transport's reading half produced.
-#[derive(Debug)]
-pub enum Inbound {
-    /// One complete frame.
-    Frame(Bytes),
-    /// Transport-level traffic that is not a frame (WebSocket ping/pong): counts as activity.
-    Activity,
-    /// Transport-level traffic with an answer to queue for the peer, in the queue's framing (a WebSocket
-    /// ping and its pong): counts as activity.
-    Answer(Bytes),
-    /// The peer closed.
-    Closed,
-    /// The peer sent a frame larger than `max_frame_bytes`.
-    TooLarge,
-    /// The peer sent a WebSocket text message on a MessagePack connection (typically a generic tool that
-    /// offered no subprotocol and speaks JSON).
-    TextOnBinary,
-    /// The transport broke (protocol violation, reset): close with this code and reason.
-    Broken(CloseCode, String),
-}
-
-/// The transport's reading half. `recv` must be cancel-safe: it is polled inside `select!`.
-pub trait FrameSource: Send + 'static {
-    /// The next inbound item.
-    fn recv(&mut self) -> impl Future<Output = Inbound> + Send;
-}
 
 /// What the transport knows about a new connection.
 pub struct Accepted {
@@ -138,13 +112,13 @@ pub(crate) async fn close_queue(
 /// subscribed. Both the native protocol and compat dialects subscribe through this. The caller becomes
 /// present in the topic.
 pub(crate) async fn join_topic(
+    node: &Node,
     ctx: &Context,
     caller: &Caller,
     subscriber: Subscriber,
     topic: &str,
     since: Option<&Position>,
 ) -> Result<(Subscribed, Option<Payload>), ModuleError> {
-    let node = &ctx.node;
     let owner = node.modules.owner(topic).cloned();
     if let Some(m) = &owner {
         m.authorize(ctx, caller, topic).await?;
@@ -213,8 +187,7 @@ fn share_presence(node: &Node, topic: &str, user: &str) {
 }
 
 /// Unsubscribes a connection from `topic` and tells the owning module.
-pub(crate) async fn leave_topic(ctx: &Context, caller: &Caller, topic: &str) {
-    let node = &ctx.node;
+pub(crate) async fn leave_topic(node: &Node, ctx: &Context, caller: &Caller, topic: &str) {
     if node.registry.unsubscribe(topic, caller.conn_id)
         && let Some(cluster) = &node.cluster
     {
@@ -229,13 +202,13 @@ pub(crate) async fn leave_topic(ctx: &Context, caller: &Caller, topic: &str) {
 
 /// Removes a closed connection from its topics and tells the modules, then clears its presence.
 pub(crate) async fn leave_everything(
-    ctx: &Context,
     node: &Node,
+    ctx: &Context,
     caller: &Caller,
     topics: impl IntoIterator<Item = String>,
 ) {
     for topic in topics {
-        leave_topic(ctx, caller, &topic).await;
+        leave_topic(node, ctx, caller, &topic).await;
     }
     for module in node.modules.all() {
         module.on_disconnect(ctx, caller).await;
@@ -248,14 +221,15 @@ pub(crate) async fn leave_everything(
 /// What a publish on `topic` carries once admitted: the owning module's `on_publish` (which may refuse or
 /// rewrite it), or, on a topic no module owns, the payload itself unless guests may not publish.
 pub(crate) async fn admit_publish(
+    node: &Node,
     ctx: &Context,
     caller: &Caller,
     topic: &str,
     payload: Payload,
 ) -> Result<Payload, ModuleError> {
-    match ctx.node.modules.owner(topic).cloned() {
+    match node.modules.owner(topic).cloned() {
         Some(m) => m.on_publish(ctx, caller, topic, payload).await,
-        None if caller.identity.guest && !ctx.node.config.guest_publish => {
+        None if caller.identity.guest && !node.config.guest_publish => {
             Err(ModuleError::forbidden("guests may not publish on this server"))
         }
         None => Ok(payload),
@@ -266,6 +240,7 @@ pub(crate) async fn admit_publish(
 /// holds) or the owning module's `on_call` — or, when the caller wants no result (`reply` false), its
 /// `on_cast`; the result is then `None`.
 pub(crate) async fn route_call(
+    node: &Node,
     ctx: &Context,
     caller: &Caller,
     method: &str,
@@ -274,10 +249,10 @@ pub(crate) async fn route_call(
     reply: bool,
 ) -> Result<Option<Payload>, ModuleError> {
     if let Some(builtin) = method.strip_prefix("chorus.") {
-        let result = builtin_call(&ctx.node, caller, builtin, args, subscribed).await?;
+        let result = builtin_call(node, caller, builtin, args, subscribed).await?;
         return Ok(reply.then_some(result));
     }
-    let Some((module, name)) = ctx.node.modules.route_call(method) else {
+    let Some((module, name)) = node.modules.route_call(method) else {
         return Err(ModuleError::new(ErrorCode::UnknownMethod, format!("no module serves {method}")));
     };
     let module = module.clone();
@@ -357,7 +332,7 @@ pub async fn serve(node: Arc<Node>, accepted: Accepted, source: impl FrameSource
         };
         conn.run(source).await;
         if let Some(caller) = conn.caller.take() {
-            leave_everything(&conn.ctx, &conn.node, &caller, std::mem::take(&mut conn.subscriptions)).await;
+            leave_everything(&conn.node, &conn.ctx, &caller, std::mem::take(&mut conn.subscriptions)).await;
         }
         close_queue(&conn.node, &conn.queue, writer, transport).await
     }
@@ -528,7 +503,15 @@ impl Conn {
             let max = self.node.config.max_subscriptions;
             return self.error(id, ErrorCode::SubscriptionLimit, format!("at most {max} subscriptions per connection"));
         }
-        match join_topic(&self.ctx, caller, Subscriber::new(self.id, self.queue.clone()), &topic, since.as_ref()).await
+        match join_topic(
+            &self.node,
+            &self.ctx,
+            caller,
+            Subscriber::new(self.id, self.queue.clone()),
+            &topic,
+            since.as_ref(),
+        )
+        .await
         {
             Err(e) => self.error(id, e.code, e.message),
             Ok((subscribed, snapshot)) => {
@@ -544,7 +527,7 @@ impl Conn {
         if !self.subscriptions.remove(&topic) {
             return self.error(id, ErrorCode::NotSubscribed, format!("not subscribed to {topic}"));
         }
-        leave_topic(&self.ctx, caller, &topic).await;
+        leave_topic(&self.node, &self.ctx, caller, &topic).await;
         self.reply(id, &());
     }
 
@@ -556,7 +539,7 @@ impl Conn {
             let rate = self.node.config.publish_rate;
             return self.error(id, ErrorCode::RateLimited, format!("publish rate above {rate}/s; frame dropped"));
         }
-        let payload = match admit_publish(&self.ctx, caller, topic, payload).await {
+        let payload = match admit_publish(&self.node, &self.ctx, caller, topic, payload).await {
             Ok(p) => p,
             Err(e) => return self.error(id, e.code, e.message),
         };
@@ -585,7 +568,17 @@ impl Conn {
 
     async fn call(&mut self, caller: &Caller, id: Option<u64>, method: &str, args: Payload) {
         let subscriptions = &self.subscriptions;
-        match route_call(&self.ctx, caller, method, args, |topic| subscriptions.contains(topic), id.is_some()).await {
+        match route_call(
+            &self.node,
+            &self.ctx,
+            caller,
+            method,
+            args,
+            |topic| subscriptions.contains(topic),
+            id.is_some(),
+        )
+        .await
+        {
             Ok(result) => {
                 if let (Some(id), Some(result)) = (id, result) {
                     self.send(&ServerFrame::Reply { id, result });

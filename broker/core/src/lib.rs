@@ -46,6 +46,7 @@ pub mod server;
 pub mod socketio;
 pub mod tls;
 pub mod topics;
+pub mod transport;
 pub mod ws;
 
 pub use chorus_protocol as protocol;

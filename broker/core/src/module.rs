@@ -3,8 +3,9 @@
 //! payloads and calls — never a socket or a transport — and act on the node through [`Context`].
 
 use crate::auth::{AuthError, Identity};
+use crate::config::Config;
 use crate::counters::{Counters, SharedCounters};
-use crate::node::Node;
+use crate::dialect::JsonDialect;
 use crate::presence::Presence;
 use crate::roster::{Departure, Roster};
 use async_trait::async_trait;
@@ -154,6 +155,12 @@ pub trait Module: Send + Sync + 'static {
         None
     }
 
+    /// Compat dialects (an existing app's JSON-over-WebSocket API) the node serves on its port for the
+    /// module: the module gives the vocabulary, the node does the rest (see [`crate::dialect`]).
+    fn dialects(&self) -> Vec<Arc<dyn JsonDialect>> {
+        Vec::new()
+    }
+
     /// What the landing page shows about the module. The default: its name only.
     fn info(&self) -> Option<ModuleInfo> {
         None
@@ -203,6 +210,44 @@ impl ModuleHost {
     }
 }
 
+/// What a module may ask of its node. The node implements it and owns the modules, so modules see this
+/// trait, never the node itself.
+pub trait NodeServices: Send + Sync + 'static {
+    /// The node's configuration.
+    fn config(&self) -> &Config;
+
+    /// Publishes an event to every subscriber of `topic`, of the state `version` names when given (see
+    /// [`Context::publish_versioned`]); returns its sequence number as [`Context::publish`] says.
+    fn publish(&self, topic: &str, version: Option<(&str, u64)>, payload: &Payload, since: Instant) -> u64;
+
+    /// Counters every node of a cluster adds to.
+    fn shared_counters(&self) -> &SharedCounters;
+
+    /// Subscribers of `topic` on this node.
+    fn subscriber_count(&self, topic: &str) -> usize;
+
+    /// Named striped counters.
+    fn counters(&self) -> &Counters;
+
+    /// Presence per topic.
+    fn presence(&self) -> &Presence;
+
+    /// Who is in the modules' books.
+    fn roster(&self) -> &Roster;
+
+    /// Persistent storage.
+    fn store(&self) -> &Arc<dyn Store>;
+
+    /// The node's wall clock.
+    fn clock(&self) -> &Arc<dyn Clock>;
+
+    /// Cancelled when the node shuts down.
+    fn shutdown(&self) -> &CancellationToken;
+
+    /// Verifies a bearer token.
+    fn verify_token(&self, token: &str) -> Result<Identity, AuthError>;
+}
+
 /// A module's handle on the node.
 ///
 /// The node owns its modules, so a module must not keep a `Context` in itself: that cycle would keep the
@@ -210,25 +255,25 @@ impl ModuleHost {
 /// tasks that end when [`Context::shutdown`] fires.
 #[derive(Clone)]
 pub struct Context {
-    pub(crate) node: Arc<Node>,
+    services: Arc<dyn NodeServices>,
 }
 
 impl Context {
-    /// A context on `node`.
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    /// A context on the node that `services` are.
+    pub fn new(services: Arc<dyn NodeServices>) -> Self {
+        Self { services }
     }
 
     /// The node's configuration.
-    pub fn config(&self) -> &crate::config::Config {
-        &self.node.config
+    pub fn config(&self) -> &Config {
+        self.services.config()
     }
 
     /// Publishes an event to every subscriber of `topic`; returns its sequence number (0 when nobody is
     /// subscribed, and in cluster mode, where the event is sequenced by the bus after this returns; events
     /// a module publishes on one topic keep their order).
     pub fn publish(&self, topic: &str, payload: &Payload) -> u64 {
-        self.node.publish(topic, payload, Instant::now())
+        self.services.publish(topic, None, payload, Instant::now())
     }
 
     /// Publishes the state `key` of a topic at `version`: in cluster mode an event older than one already
@@ -236,7 +281,7 @@ impl Context {
     /// back, whichever node's publish reaches the cluster first (returns 0 like [`Context::publish`]). On
     /// one node the module's own order stands and this is [`Context::publish`].
     pub fn publish_versioned(&self, topic: &str, key: &str, version: u64, payload: &Payload) -> u64 {
-        self.node.publish_versioned(topic, Some((key, version)), payload, Instant::now())
+        self.services.publish(topic, Some((key, version)), payload, Instant::now())
     }
 
     /// Serializes `value` and publishes it.
@@ -247,47 +292,47 @@ impl Context {
 
     /// Counters every node of a cluster adds to (on a single node, plain counters).
     pub fn shared_counters(&self) -> &SharedCounters {
-        &self.node.shared_counters
+        self.services.shared_counters()
     }
 
     /// Subscribers of `topic` on this node.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.node.registry.subscriber_count(topic)
+        self.services.subscriber_count(topic)
     }
 
     /// Named striped counters.
     pub fn counters(&self) -> &Counters {
-        &self.node.counters
+        self.services.counters()
     }
 
     /// Presence per topic.
     pub fn presence(&self) -> &Presence {
-        &self.node.presence
+        self.services.presence()
     }
 
     /// Who is in the module's books, per user and cluster-wide; name a book by one of the module's
     /// topics.
     pub fn roster(&self) -> &Roster {
-        &self.node.roster
+        self.services.roster()
     }
 
     /// Persistent storage.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.node.store
+        self.services.store()
     }
 
     /// The node's wall clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.node.clock
+        self.services.clock()
     }
 
     /// Cancelled when the node shuts down; timers should stop then.
     pub fn shutdown(&self) -> CancellationToken {
-        self.node.shutdown.clone()
+        self.services.shutdown().clone()
     }
 
     /// Verifies a bearer token (for module REST routes).
     pub fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
-        self.node.verifier.verify(token)
+        self.services.verify_token(token)
     }
 }

@@ -1,11 +1,11 @@
 //! The state one broker node shares between its connection tasks, modules and HTTP handlers.
 
-use crate::auth::Verifier;
+use crate::auth::{AuthError, Identity, Verifier};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::counters::{Counters, SharedCounters};
 use crate::metrics::Metrics;
-use crate::module::ModuleHost;
+use crate::module::{ModuleHost, NodeServices};
 use crate::presence::Presence;
 use crate::roster::Roster;
 use crate::topics::{History, Registry, Via};
@@ -13,7 +13,7 @@ use chorus_protocol::{ErrorCode, Limits, Payload};
 use chorus_store::{Clock, Store};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -53,6 +53,8 @@ pub struct Node {
     ready: AtomicBool,
     next_conn: AtomicU64,
     lanes: OnceLock<Lanes>,
+    /// The node itself, for the lanes' tasks.
+    me: Weak<Node>,
 }
 
 /// Ordered queues for module publishes in cluster mode: a module publishes synchronously, the bus needs
@@ -86,12 +88,12 @@ impl Node {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         cluster: Option<Arc<dyn Cluster>>,
-    ) -> Self {
+    ) -> Arc<Self> {
         let history = Self::history(&config);
         let registry = Arc::new(if cluster.is_some() { Registry::clustered(history) } else { Registry::new(history) });
         // Connection ids name guests (`guest-<id>`); in a cluster they must not repeat across nodes.
         let first_conn_id = if cluster.is_some() { (u64::from(rand::random::<u32>()) << 24) | 1 } else { 1 };
-        Self {
+        Arc::new_cyclic(|me| Self {
             config,
             verifier,
             registry,
@@ -109,7 +111,8 @@ impl Node {
             ready: AtomicBool::new(false),
             next_conn: AtomicU64::new(first_conn_id),
             lanes: OnceLock::new(),
-        }
+            me: me.clone(),
+        })
     }
 
     /// The history settings.
@@ -122,17 +125,12 @@ impl Node {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Publishes an event for a module: at once on a single node (returns its sequence number); in cluster
-    /// mode through the topic's lane to the bus, in order per topic (returns 0: the number is not known
-    /// yet).
-    pub fn publish(self: &Arc<Self>, topic: &str, payload: &Payload, since: Instant) -> u64 {
-        self.publish_versioned(topic, None, payload, since)
-    }
-
-    /// [`Node::publish`] of a topic's state `key` at a version (see
-    /// [`Context::publish_versioned`](crate::module::Context::publish_versioned)).
+    /// Publishes an event for a module, of a topic's state `key` at a version when given (see
+    /// [`Context::publish_versioned`](crate::module::Context::publish_versioned)): at once on a single
+    /// node (returns its sequence number); in cluster mode through the topic's lane to the bus, in order
+    /// per topic (returns 0: the number is not known yet).
     pub fn publish_versioned(
-        self: &Arc<Self>,
+        &self,
         topic: &str,
         version: Option<(&str, u64)>,
         payload: &Payload,
@@ -152,11 +150,11 @@ impl Node {
         0
     }
 
-    fn start_lanes(self: &Arc<Self>) -> Lanes {
+    fn start_lanes(&self) -> Lanes {
         let senders = (0..LANES)
             .map(|_| {
                 let (tx, mut rx) = mpsc::unbounded_channel::<LanePublish>();
-                let node = Arc::downgrade(self);
+                let node = self.me.clone();
                 tokio::spawn(async move {
                     while let Some((topic, version, payload)) = rx.recv().await {
                         let Some(node) = node.upgrade() else { return };
@@ -173,7 +171,7 @@ impl Node {
     }
 
     /// Publishes an event and waits until it is sequenced; returns its sequence number. On a single node
-    /// the same as [`Node::publish`]. In cluster mode: sent through the bus, then delivered here in
+    /// the same as [`Node::publish_versioned`]. In cluster mode: sent through the bus, then delivered here in
     /// order; while the bus is down, delivered to this node's subscribers unsequenced (0) and kept for
     /// the other nodes until the bus is back.
     pub async fn publish_and_wait(&self, topic: &str, payload: &Payload, since: Instant) -> Result<u64, PublishError> {
@@ -243,5 +241,51 @@ impl Node {
             publish_rate: self.config.publish_rate,
             idle_timeout_ms: self.config.idle_timeout_secs * 1000,
         }
+    }
+}
+
+impl NodeServices for Node {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn publish(&self, topic: &str, version: Option<(&str, u64)>, payload: &Payload, since: Instant) -> u64 {
+        self.publish_versioned(topic, version, payload, since)
+    }
+
+    fn shared_counters(&self) -> &SharedCounters {
+        &self.shared_counters
+    }
+
+    fn subscriber_count(&self, topic: &str) -> usize {
+        self.registry.subscriber_count(topic)
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn presence(&self) -> &Presence {
+        &self.presence
+    }
+
+    fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
+        self.verifier.verify(token)
     }
 }

@@ -3,10 +3,11 @@
 //! code as its application error code.
 
 use crate::config::Config;
-use crate::conn::{Accepted, FrameSource, Inbound, serve};
+use crate::conn::{Accepted, serve};
 use crate::node::Node;
 use crate::queue::FrameSink;
 use crate::tls::QuicCert;
+use crate::transport::{FrameSource, Inbound};
 use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
 use chorus_protocol::delimit::{DelimitError, put_prefix, split_frame};

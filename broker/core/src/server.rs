@@ -8,7 +8,7 @@ use crate::landing::Listeners;
 use crate::module::{Context, Module, ModuleHost};
 use crate::node::Node;
 use crate::socketio::Namespace;
-use crate::{counters, http, metrics, quic, socketio, tls};
+use crate::{counters, dialect, http, metrics, quic, socketio, tls};
 use anyhow::Context as _;
 use axum::serve::ListenerExt;
 use chorus_store::{Backend, Clock, SystemClock};
@@ -120,7 +120,7 @@ pub async fn start_services(config: Config, services: Services, clock: Arc<dyn C
         None => None,
     };
     let config = Arc::new(config);
-    let node = Arc::new(Node::new(config.clone(), verifier, host, store, clock, cluster.clone()));
+    let node = Node::new(config.clone(), verifier, host, store, clock, cluster.clone());
     if let Some(cluster) = cluster {
         let attachment = Attachment {
             registry: node.registry.clone(),
@@ -137,9 +137,10 @@ pub async fn start_services(config: Config, services: Services, clock: Arc<dyn C
     for module in node.modules.all() {
         module.start(&ctx).await.with_context(|| format!("starting module {}", module.name()))?;
         routes.extend(module.routes(&ctx));
+        routes.extend(module.dialects().into_iter().map(|d| dialect::host::routes(&node, d)));
     }
     if !config.socketio.disable_socketio {
-        routes.push(socketio::routes(&ctx, namespaces)?);
+        routes.push(socketio::routes(&node, namespaces)?);
     }
 
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;

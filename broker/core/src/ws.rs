@@ -7,8 +7,8 @@
 //! writes, many frames per system call and no copy. tungstenite's own answers (a pong, the echo of the
 //! peer's close) are captured from its reading side and written by the writer in order with the rest.
 
-use crate::conn::{FrameSource, Inbound};
 use crate::queue::{FrameSink, Framing};
+use crate::transport::{FrameSource, Inbound};
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use bytes::{BufMut as _, Bytes, BytesMut};

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chorus_client::{Client, Codec, ConnectOptions, Payload};
 use chorus_core::config::Config;
-use chorus_core::dialect::{self, DialectRequest, DialectStats, JsonDialect};
+use chorus_core::dialect::{DialectRequest, DialectStats, JsonDialect};
 use chorus_core::module::{Caller, Context, Module, ModuleError};
 use chorus_core::server::{self, Server};
 use futures_util::{SinkExt, StreamExt};
@@ -99,8 +99,8 @@ impl Module for RoomModule {
     ) -> Result<Payload, ModuleError> {
         Ok(payload)
     }
-    fn routes(&self, ctx: &Context) -> Option<axum::Router> {
-        Some(dialect::routes(ctx, Arc::new(Rooms)))
+    fn dialects(&self) -> Vec<Arc<dyn JsonDialect>> {
+        vec![Arc::new(Rooms)]
     }
 }
 

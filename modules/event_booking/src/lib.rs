@@ -36,6 +36,7 @@ mod tables;
 mod testing;
 
 use async_trait::async_trait;
+use chorus_core::dialect::JsonDialect;
 use chorus_core::module::{Caller, Context, Module, ModuleError, ModuleInfo};
 use chorus_core::protocol::{ErrorCode, Payload};
 use service::Bookings;
@@ -124,8 +125,11 @@ impl Module for EventBooking {
 
     fn routes(&self, ctx: &Context) -> Option<axum::Router> {
         let bookings = self.init(ctx).clone();
-        let dialect = chorus_core::dialect::routes(ctx, Arc::new(seed_ws::SeedDialect));
-        Some(rest::routes(ctx, bookings).merge(demo::routes()).merge(dialect))
+        Some(rest::routes(ctx, bookings).merge(demo::routes()))
+    }
+
+    fn dialects(&self) -> Vec<Arc<dyn JsonDialect>> {
+        vec![Arc::new(seed_ws::SeedDialect)]
     }
 
     fn info(&self) -> Option<ModuleInfo> {

@@ -137,7 +137,7 @@ async fn dispatch(gateway: Arc<Gateway>, query: EngineQuery, req: Request<Body>)
         Some("websocket") => true,
         _ => return refuse(EngineRefusal::UnknownTransport),
     };
-    if gateway.ctx.node.shutdown.is_cancelled() {
+    if gateway.node.shutdown.is_cancelled() {
         return crate::http::json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     let session = match &query.sid {

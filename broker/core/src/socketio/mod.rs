@@ -24,7 +24,7 @@
 //! costs one encoding per namespace whatever the number of Socket.IO clients.
 
 mod binary;
-mod config;
+pub(crate) mod config;
 mod encoder;
 mod http;
 mod namespace;
@@ -39,6 +39,7 @@ pub use namespace::{Namespace, Route, TopicOf};
 pub use socket::{ATTACHMENTS_TIMEOUT, MAX_ATTACHMENTS};
 
 use crate::module::Context;
+use crate::node::Node;
 use crate::queue::EventEncoder;
 use axum::Router;
 use base64::Engine as _;
@@ -59,6 +60,7 @@ pub(crate) struct NamespaceHost {
 
 /// The gateway's shared state.
 pub(crate) struct Gateway {
+    pub node: Arc<Node>,
     pub ctx: Context,
     pub namespaces: HashMap<String, Arc<NamespaceHost>>,
     pub sessions: RwLock<HashMap<String, Arc<Session>>>,
@@ -75,7 +77,7 @@ impl Gateway {
 
 /// The gateway's routes for `namespaces` (several with one name are merged; `/` is always served). The
 /// `chorus:*` events (subscribe, unsubscribe, publish, call) work on every namespace.
-pub fn routes(ctx: &Context, namespaces: Vec<Namespace>) -> anyhow::Result<Router> {
+pub(crate) fn routes(node: &Arc<Node>, namespaces: Vec<Namespace>) -> anyhow::Result<Router> {
     let mut merged: Vec<Namespace> = vec![Namespace::new("/")];
     for namespace in namespaces {
         if !namespace::valid_name(&namespace.name) {
@@ -97,12 +99,13 @@ pub fn routes(ctx: &Context, namespaces: Vec<Namespace>) -> anyhow::Result<Route
         })
         .collect();
     let gateway = Arc::new(Gateway {
-        ctx: ctx.clone(),
+        node: node.clone(),
+        ctx: Context::new(node.clone()),
         namespaces,
         sessions: RwLock::default(),
         root: Arc::new(NamespaceEncoder::new("/")),
     });
-    Ok(http::router(gateway, &ctx.config().socketio.socketio_path))
+    Ok(http::router(gateway, &node.config.socketio.socketio_path))
 }
 
 /// A random id of 20 URL-safe characters (Engine.IO session ids, Socket.IO socket ids).

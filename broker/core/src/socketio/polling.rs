@@ -83,7 +83,7 @@ pub(crate) async fn poll(gateway: &Gateway, session: Arc<Session>) -> Response<B
     };
     guard.answered = true;
     drop(guard);
-    gateway.ctx.node.metrics.frames_out(super::TRANSPORT, batch.len() as u64, body.len() as u64);
+    gateway.node.metrics.frames_out(super::TRANSPORT, batch.len() as u64, body.len() as u64);
     text(body)
 }
 

@@ -119,7 +119,7 @@ impl Session {
 
 /// Opens a session on `mode` and starts its task; the caller sends the `open` packet.
 pub(crate) fn open(gateway: &Arc<Gateway>, mode: Mode, token: Option<String>) -> Arc<Session> {
-    let node = &gateway.ctx.node;
+    let node = &gateway.node;
     let (inbox, rx) = mpsc::channel(INBOX_PACKETS);
     let encoding = Encoding::Dialect(gateway.root_encoder());
     let session = Arc::new(Session {
@@ -142,7 +142,7 @@ pub(crate) fn open(gateway: &Arc<Gateway>, mode: Mode, token: Option<String>) ->
 
 /// The session task: inbound packets, heartbeat, the namespace-connect deadline, shutdown.
 async fn run(gateway: Arc<Gateway>, session: Arc<Session>, mut rx: mpsc::Receiver<Packet>) {
-    let node = gateway.ctx.node.clone();
+    let node = gateway.node.clone();
     let config = &node.config.socketio;
     let mut sockets = Sockets::new(gateway.clone(), session.clone());
     let shutdown = node.shutdown.clone();

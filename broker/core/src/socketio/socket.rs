@@ -15,6 +15,7 @@ use super::{Gateway, NamespaceHost};
 use crate::conn::{admit_publish, join_topic, leave_everything, leave_topic, route_call};
 use crate::metrics::socketio as metrics;
 use crate::module::{Caller, Context, ModuleError};
+use crate::node::Node;
 use crate::queue::Encoding;
 use crate::rate::TokenBucket;
 use crate::topics::Subscriber;
@@ -55,6 +56,7 @@ struct Pending {
 pub(crate) struct Sockets {
     gateway: Arc<Gateway>,
     session: Arc<Session>,
+    node: Arc<Node>,
     ctx: Context,
     sockets: HashMap<String, Socket>,
     pending: Option<Pending>,
@@ -125,11 +127,12 @@ fn auth_token(auth: Option<&Value>) -> Option<String> {
 impl Sockets {
     /// No namespace connections yet.
     pub fn new(gateway: Arc<Gateway>, session: Arc<Session>) -> Self {
-        let ctx = gateway.ctx.clone();
-        let rate = ctx.node.config.publish_rate;
+        let (node, ctx) = (gateway.node.clone(), gateway.ctx.clone());
+        let rate = node.config.publish_rate;
         Self {
             gateway,
             session,
+            node,
             ctx,
             sockets: HashMap::new(),
             pending: None,
@@ -236,7 +239,7 @@ impl Sockets {
             let body = json!({ "sid": socket.sid }).to_string();
             return self.push(socketio::encode(Kind::Connect, namespace, None, 0, Some(&body)));
         }
-        let node = &self.ctx.node;
+        let node = &self.node;
         let token = auth_token(auth).or_else(|| self.session.token.clone());
         if token.is_none() && host.spec.require_token {
             metrics::connect_refused("missing_token");
@@ -265,7 +268,7 @@ impl Sockets {
 
     async fn disconnect(&mut self, namespace: &str) {
         if let Some(socket) = self.sockets.remove(namespace) {
-            leave_everything(&self.ctx, &self.ctx.node, &socket.caller, socket.topics).await;
+            leave_everything(&self.node, &self.ctx, &socket.caller, socket.topics).await;
             metrics::socket(-1.0);
         }
     }
@@ -280,7 +283,7 @@ impl Sockets {
             }
             (Ok(_), None) => {}
             (Err(e), id) => {
-                self.ctx.node.metrics.client_error(e.code);
+                self.node.metrics.client_error(e.code);
                 let error = json!({ "code": e.code.as_u16(), "message": e.message });
                 match id {
                     Some(id) => {
@@ -298,7 +301,7 @@ impl Sockets {
 
     async fn event(&mut self, namespace: &str, id: Option<u64>, name: &str, args: Value, attachments: &[Bytes]) {
         if !self.events.take() {
-            let rate = self.ctx.node.config.publish_rate;
+            let rate = self.node.config.publish_rate;
             let e = ModuleError::new(ErrorCode::RateLimited, format!("more than {rate} events/s; event dropped"));
             return self.answer(namespace, id, Err(e));
         }
@@ -381,7 +384,7 @@ impl Sockets {
         emit_snapshot: bool,
     ) -> Result<String, ModuleError> {
         topic::validate(topic).map_err(|e| ModuleError::new(ErrorCode::InvalidTopic, e.to_string()))?;
-        let node = self.ctx.node.clone();
+        let node = self.node.clone();
         let socket = self.socket(namespace)?;
         let (caller, host) = (socket.caller.clone(), socket.host.clone());
         let rejoin = socket.topics.contains(topic);
@@ -407,7 +410,8 @@ impl Sockets {
         } else {
             let encoding = Encoding::Dialect(host.encoder.clone());
             let subscriber = Subscriber { conn_id: caller.conn_id, queue: self.session.queue.clone(), encoding };
-            let (subscribed, snapshot) = join_topic(&self.ctx, &caller, subscriber, topic, since.as_ref()).await?;
+            let (subscribed, snapshot) =
+                join_topic(&self.node, &self.ctx, &caller, subscriber, topic, since.as_ref()).await?;
             if let Some(socket) = self.sockets.get_mut(namespace) {
                 socket.topics.insert(topic.to_owned());
             }
@@ -439,7 +443,7 @@ impl Sockets {
         let socket = self.sockets.get_mut(namespace).ok_or_else(|| internal("socket vanished"))?;
         if socket.topics.remove(topic) {
             let caller = socket.caller.clone();
-            leave_topic(&self.ctx, &caller, topic).await;
+            leave_topic(&self.node, &self.ctx, &caller, topic).await;
         }
         Ok(json!({ "topic": topic }).to_string())
     }
@@ -447,9 +451,8 @@ impl Sockets {
     async fn publish(&mut self, namespace: &str, topic: &str, payload: Payload) -> Result<String, ModuleError> {
         topic::validate(topic).map_err(|e| ModuleError::new(ErrorCode::InvalidTopic, e.to_string()))?;
         let caller = self.socket(namespace)?.caller.clone();
-        let payload = admit_publish(&self.ctx, &caller, topic, payload).await?;
+        let payload = admit_publish(&self.node, &self.ctx, &caller, topic, payload).await?;
         let seq = self
-            .ctx
             .node
             .publish_and_wait(topic, &payload, Instant::now())
             .await
@@ -462,7 +465,7 @@ impl Sockets {
     async fn call(&mut self, namespace: &str, method: &str, args: Payload, ack: bool) -> Result<Outbound, ModuleError> {
         let socket = self.socket(namespace)?;
         let subscribed = |topic: &str| socket.topics.contains(topic);
-        match route_call(&self.ctx, &socket.caller, method, args, subscribed, ack).await? {
+        match route_call(&self.node, &self.ctx, &socket.caller, method, args, subscribed, ack).await? {
             Some(result) => binary::outbound(&result).map_err(internal),
             None => Ok(Outbound::default()),
         }

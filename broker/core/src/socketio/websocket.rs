@@ -44,7 +44,7 @@ pub(crate) fn accept(
         Ok(upgrade) => upgrade,
         Err(_) => return refuse(EngineRefusal::BadRequest),
     };
-    let node = gateway.ctx.node.clone();
+    let node = gateway.node.clone();
     let max = node.config.socketio.socketio_max_http_buffer_bytes;
     node.tracker.spawn(
         async move {
@@ -140,7 +140,7 @@ async fn upgrade_session(
 
 /// Runs the WebSocket of a session: a writer drains the session's queue, this task feeds its inbox.
 async fn serve(gateway: Arc<Gateway>, session: Arc<Session>, sink: EngineSink, mut stream: SplitStream<Socket>) {
-    let metrics = gateway.ctx.node.metrics.clone();
+    let metrics = gateway.node.metrics.clone();
     let mut writer = tokio::spawn(run_writer(session.queue.clone(), sink, metrics, super::TRANSPORT).in_current_span());
     loop {
         tokio::select! {

@@ -1,20 +1,15 @@
-//! Compat dialects: an existing app's JSON-over-WebSocket API served on the broker's port.
-//!
-//! A dialect is vocabulary only. The module that owns the domain implements [`JsonDialect`] (message
-//! names, field names, how a key such as an event id maps to a topic); this host does everything else
-//! the same way for every dialect: the upgrade, the token check with 1008 closes, client ids, a
-//! timestamp on every server message, subscriptions through the registry with the owning module's
-//! `authorize` and `snapshot`, per-dialect statistics, and fan-out encoded once per publish for all of
-//! the dialect's clients. No domain logic lives here.
+//! Serves a [`JsonDialect`]: the upgrade, the token check, client ids, timestamps, subscriptions and
+//! statistics, the same for every dialect.
 
+use super::{DialectRequest, DialectStats, JsonDialect, iso8601};
 use crate::conn::{
-    CLOSE_FLUSH_TIMEOUT, FrameSource, Inbound, close_queue, end_of_input, join_topic, leave_everything, leave_topic,
-    open_queue,
+    CLOSE_FLUSH_TIMEOUT, close_queue, end_of_input, join_topic, leave_everything, leave_topic, open_queue,
 };
 use crate::module::{Caller, Context};
 use crate::node::Node;
 use crate::queue::{Encoding, EventEncoder, FrameSink, OutQueue};
 use crate::topics::Subscriber;
+use crate::transport::{FrameSource, Inbound};
 use crate::ws;
 use axum::Router;
 use axum::body::Body;
@@ -30,76 +25,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
 use tokio::time::timeout;
 use tracing::Instrument;
 
-/// What a client message asks for.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DialectRequest {
-    /// Subscribe to the topic of this key.
-    Subscribe(Value),
-    /// Unsubscribe from the topic of this key.
-    Unsubscribe(Value),
-    /// Keepalive; answered with [`JsonDialect::pong`].
-    Ping,
-    /// Connection statistics; answered with [`JsonDialect::stats`].
-    Stats,
-}
-
-/// Statistics of one dialect on this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DialectStats {
-    /// Connected clients of this dialect.
-    pub clients: usize,
-    /// Distinct keys (topics) with at least one subscribed client of this dialect.
-    pub subscribed_keys: usize,
-}
-
-/// The vocabulary of a JSON WebSocket API. Every `Value` a method returns must be a JSON object; the
-/// host adds the timestamp field to it.
-pub trait JsonDialect: Send + Sync + 'static {
-    /// The plain path and, optionally, a path with a `{key}` segment whose connections are subscribed to
-    /// that key on connect (e.g. `("/ws", Some("/ws/events/{key}"))`).
-    fn paths(&self) -> (&'static str, Option<&'static str>);
-    /// The topic a key names, or the error message for an invalid key.
-    fn topic(&self, key: &Value) -> Result<String, String>;
-    /// Decodes a client message; an `Err` is sent back as an error message and the connection stays open.
-    fn decode(&self, message: &Value) -> Result<DialectRequest, String>;
-    /// The first message of a connection.
-    fn connected(&self, client_id: &str, key: Option<&Value>) -> Value;
-    /// Confirms a subscription.
-    fn subscribed(&self, key: &Value) -> Value;
-    /// Confirms an unsubscription.
-    fn unsubscribed(&self, key: &Value) -> Value;
-    /// Answers a ping.
-    fn pong(&self) -> Value;
-    /// Answers a statistics request.
-    fn stats(&self, stats: DialectStats) -> Value;
-    /// An error message.
-    fn error(&self, message: &str) -> Value;
-    /// The error message for a client message that is not JSON.
-    fn invalid_json_message(&self) -> &'static str;
-    /// A topic event as this dialect's message, or `None` to not forward it.
-    fn event(&self, topic: &str, payload: &Payload) -> Option<Value>;
-    /// Close reason (code 1008) when no token is presented, or `None` when guests are allowed.
-    fn missing_token_reason(&self) -> Option<&'static str>;
-    /// Close reason (code 1008) for an invalid or expired token.
-    fn invalid_token_reason(&self) -> &'static str;
-    /// The client id announced in [`JsonDialect::connected`].
-    fn client_id(&self, conn_id: u64, now_ms: u64) -> String;
-    /// The timestamp field added to every server message (ISO-8601 UTC, milliseconds), if any.
-    fn timestamp_field(&self) -> Option<&'static str> {
-        Some("timestamp")
-    }
-}
-
-/// ISO-8601 UTC with milliseconds, e.g. `2024-11-11T10:30:00.000Z`.
-pub fn iso8601(now_ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now_ms)).to_string()
-}
-
 struct Host {
+    node: Arc<Node>,
     ctx: Context,
     dialect: Arc<dyn JsonDialect>,
     encoder: Arc<DialectEncoder>,
@@ -127,12 +57,18 @@ impl EventEncoder for DialectEncoder {
     }
 }
 
-/// The routes serving `dialect` (both of its paths).
-pub fn routes(ctx: &Context, dialect: Arc<dyn JsonDialect>) -> Router {
-    let encoder = Arc::new(DialectEncoder { dialect: dialect.clone(), node: ctx.node.clone() });
+/// The routes serving `dialect` (both of its paths) on `node`.
+pub(crate) fn routes(node: &Arc<Node>, dialect: Arc<dyn JsonDialect>) -> Router {
+    let encoder = Arc::new(DialectEncoder { dialect: dialect.clone(), node: node.clone() });
     let (path, keyed) = dialect.paths();
-    let host =
-        Arc::new(Host { ctx: ctx.clone(), dialect, encoder, clients: AtomicUsize::new(0), topics: Mutex::default() });
+    let host = Arc::new(Host {
+        node: node.clone(),
+        ctx: Context::new(node.clone()),
+        dialect,
+        encoder,
+        clients: AtomicUsize::new(0),
+        topics: Mutex::default(),
+    });
     let mut router = Router::new().route(path, get(plain));
     if let Some(keyed) = keyed {
         router = router.route(keyed, get(keyed_path));
@@ -175,7 +111,7 @@ fn upgrade(
     key: Option<Value>,
     mut req: Request<Body>,
 ) -> Response<Body> {
-    let node = host.ctx.node.clone();
+    let node = host.node.clone();
     if node.shutdown.is_cancelled() {
         return crate::http::json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
@@ -188,7 +124,7 @@ fn upgrade(
     let span = tracing::info_span!("conn", conn_id, transport = "ws", peer = %peer, user = tracing::field::Empty);
     node.tracker.spawn(
         async move {
-            let max = host.ctx.node.config.max_frame_bytes as usize;
+            let max = host.node.config.max_frame_bytes as usize;
             match ws::open(upgrade.on_upgrade, max, Codec::Json).await {
                 Ok((source, sink)) => serve(host, conn_id, token, key, source, sink).await,
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
@@ -207,7 +143,7 @@ async fn serve(
     source: impl FrameSource,
     mut sink: impl FrameSink,
 ) {
-    let node = host.ctx.node.clone();
+    let node = host.node.clone();
     let identity = match (token, host.dialect.missing_token_reason()) {
         (None, Some(reason)) => {
             node.metrics.auth_failure("missing");
@@ -236,7 +172,7 @@ async fn serve(
     for topic in &topics {
         host.topic_left(topic);
     }
-    leave_everything(&host.ctx, &node, &conn.caller, topics).await;
+    leave_everything(&node, &host.ctx, &conn.caller, topics).await;
     host.clients.fetch_sub(1, Ordering::Relaxed);
     close_queue(&node, &conn.queue, writer, "ws").await;
 }
@@ -278,7 +214,7 @@ impl DialectConn {
         if let Some(bytes) = self.host.encoder.render(message)
             && self.queue.push(bytes) == crate::queue::Push::Overflow
         {
-            self.host.ctx.node.metrics.slow_consumer();
+            self.host.node.metrics.slow_consumer();
         }
     }
 
@@ -287,7 +223,7 @@ impl DialectConn {
     }
 
     async fn run(&mut self, mut source: impl FrameSource) {
-        let shutdown = self.host.ctx.node.shutdown.clone();
+        let shutdown = self.host.node.shutdown.clone();
         loop {
             tokio::select! {
                 biased;
@@ -298,16 +234,16 @@ impl DialectConn {
                 _ = self.queue.closed() => return,
                 inbound = source.recv() => match inbound {
                     Inbound::Frame(bytes) => {
-                        self.host.ctx.node.metrics.frame_in("ws", bytes.len());
+                        self.host.node.metrics.frame_in("ws", bytes.len());
                         self.handle(&bytes).await;
                     }
                     Inbound::Activity => {}
                     Inbound::Answer(bytes) => {
                         if self.queue.push_wire(bytes) == crate::queue::Push::Overflow {
-                            self.host.ctx.node.metrics.slow_consumer();
+                            self.host.node.metrics.slow_consumer();
                         }
                     }
-                    end => return end_of_input(&self.queue, end, self.host.ctx.node.config.max_frame_bytes),
+                    end => return end_of_input(&self.queue, end, self.host.node.config.max_frame_bytes),
                 }
             }
         }
@@ -329,7 +265,7 @@ impl DialectConn {
 
     async fn subscribe(&mut self, key: Value, confirm: bool) {
         let dialect = self.host.dialect.clone();
-        let node = self.host.ctx.node.clone();
+        let node = self.host.node.clone();
         let topic = match dialect.topic(&key) {
             Ok(topic) => topic,
             Err(e) => return self.error(&e),
@@ -344,6 +280,7 @@ impl DialectConn {
             return self.error(&format!("at most {} subscriptions per connection", node.config.max_subscriptions));
         }
         match join_topic(
+            &self.host.node,
             &self.host.ctx,
             &self.caller,
             Subscriber::new(self.caller.conn_id, self.queue.clone()),
@@ -374,25 +311,8 @@ impl DialectConn {
         };
         if self.topics.remove(&topic).is_some() {
             self.host.topic_left(&topic);
-            leave_topic(&self.host.ctx, &self.caller, &topic).await;
+            leave_topic(&self.host.node, &self.host.ctx, &self.caller, &topic).await;
         }
         self.send(dialect.unsubscribed(&key));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_iso8601_with_milliseconds() {
-        assert_eq!(iso8601(1_731_321_000_000), "2024-11-11T10:30:00.000Z");
-        assert_eq!(iso8601(1_731_321_000_123), "2024-11-11T10:30:00.123Z");
-        // JavaScript's `toISOString()` on the epoch, leap days and century years.
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601(1_769_083_200_000), "2026-01-22T12:00:00.000Z");
-        assert_eq!(iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(iso8601(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
-        assert_eq!(iso8601(1_735_689_599_000), "2024-12-31T23:59:59.000Z");
     }
 }
