@@ -310,6 +310,7 @@ pub async fn run_writer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chorus_protocol::codec::decode_server;
 
     #[test]
     fn capacity_a_backlog_grew_is_given_back_once_drained() {
@@ -331,7 +332,6 @@ mod tests {
         }
         assert!(q.inner.lock().frames.capacity() <= KEEP_FRAMES, "the queue gave its capacity back");
     }
-    use chorus_protocol::codec::decode_server;
 
     #[tokio::test]
     async fn overflow_closes_as_slow_consumer_and_keeps_only_the_disconnect() {
