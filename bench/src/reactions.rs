@@ -636,11 +636,11 @@ async fn sender(mut conn: Conn, flow: Rc<Flow>, templates: Templates) {
                 }
             }
             let now_ns = stamp::now_nanos();
-            let mut n = 0;
-            while n < MAX_BATCH && flow.has_room(now_ns) {
+            let (mut n, mut room) = (0, flow.has_room(now_ns));
+            while n < MAX_BATCH && room {
                 let t = flow.next_reaction(now_ns);
-                (n, unanswered) = (n + 1, unanswered + 1);
-                let ask = unanswered == ACK_EVERY || n == MAX_BATCH || !flow.has_room(now_ns);
+                (n, unanswered, room) = (n + 1, unanswered + 1, flow.has_room(now_ns));
+                let ask = unanswered == ACK_EVERY || n == MAX_BATCH || !room;
                 let kind = (t % TYPES.len() as u64) as usize;
                 let start = batch.len();
                 if !ask {

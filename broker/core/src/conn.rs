@@ -393,18 +393,24 @@ impl Conn {
                 }
                 inbound = source.recv() => {
                     // What the transport has already read is taken in the same turn, up to READ_BURST
-                    // items: the select's futures are set up once per burst, not once per frame.
-                    let mut next = Some(inbound);
-                    let mut taken = 0;
+                    // items, under one clock read and one metrics update: the select's futures are set up
+                    // once per burst, not once per frame.
+                    last_activity = Instant::now();
+                    let (mut next, mut taken, mut frames, mut bytes) = (Some(inbound), 0, 0, 0);
+                    let mut open = true;
                     while let Some(inbound) = next.take() {
-                        last_activity = Instant::now();
-                        if !self.take(inbound, last_activity).await {
-                            return;
+                        if let Inbound::Frame(frame) = &inbound {
+                            (frames, bytes) = (frames + 1, bytes + frame.len() as u64);
                         }
+                        open = self.take(inbound, last_activity).await;
                         taken += 1;
-                        if taken < READ_BURST && !self.queue.is_closed() && !shutdown.is_cancelled() {
+                        if open && taken < READ_BURST && !self.queue.is_closed() && !shutdown.is_cancelled() {
                             next = source.recv().now_or_never();
                         }
+                    }
+                    self.node.metrics.frames_in(self.transport, frames, bytes);
+                    if !open {
+                        return;
                     }
                 }
             }
@@ -414,10 +420,7 @@ impl Conn {
     /// Handles one inbound item received at `now`; false when it ends the connection.
     async fn take(&mut self, inbound: Inbound, now: Instant) -> bool {
         match inbound {
-            Inbound::Frame(bytes) => {
-                self.node.metrics.frame_in(self.transport, bytes.len());
-                self.handle(bytes, now).await;
-            }
+            Inbound::Frame(bytes) => self.handle(bytes, now).await,
             Inbound::Activity => {}
             Inbound::Answer(bytes) => self.answer(bytes),
             end => {

@@ -129,11 +129,11 @@ impl Metrics {
         self.of(transport).connections.decrement(1.0);
     }
 
-    /// One inbound frame of `bytes` bytes.
-    pub fn frame_in(&self, transport: &str, bytes: usize) {
+    /// Inbound frames were read: `frames` of `bytes` bytes in all.
+    pub fn frames_in(&self, transport: &str, frames: u64, bytes: u64) {
         let t = self.of(transport);
-        t.frames_in.increment(1);
-        t.bytes_in.increment(bytes as u64);
+        t.frames_in.increment(frames);
+        t.bytes_in.increment(bytes);
     }
 
     /// A batch of outbound frames was written.

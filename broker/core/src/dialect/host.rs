@@ -234,7 +234,7 @@ impl DialectConn {
                 _ = self.queue.closed() => return,
                 inbound = source.recv() => match inbound {
                     Inbound::Frame(bytes) => {
-                        self.host.node.metrics.frame_in("ws", bytes.len());
+                        self.host.node.metrics.frames_in("ws", 1, bytes.len() as u64);
                         self.handle(&bytes).await;
                     }
                     Inbound::Activity => {}

@@ -149,7 +149,7 @@ async fn run(gateway: Arc<Gateway>, session: Arc<Session>, mut rx: mpsc::Receive
     let mut ping = tokio::time::interval_at(Instant::now() + config.ping_interval(), config.ping_interval());
     let mut pong_deadline: Option<Instant> = None;
     let connect_deadline = Instant::now() + config.connect_timeout();
-    'session: loop {
+    loop {
         let attachments_deadline = sockets.attachments_deadline();
         tokio::select! {
             biased;
@@ -160,12 +160,12 @@ async fn run(gateway: Arc<Gateway>, session: Arc<Session>, mut rx: mpsc::Receive
             _ = session.queue.closed() => break,
             packet = rx.recv() => {
                 // Packets already in the inbox are taken in the same turn, up to READ_BURST: the select's
-                // futures are set up once per burst, not once per packet.
+                // futures are set up once per burst, and the metrics updated once.
                 let Some(first) = packet else { break };
-                let mut next = Some(first);
-                let mut taken = 0;
+                let (mut next, mut taken, mut bytes, mut closed) = (Some(first), 0, 0, false);
                 while let Some(packet) = next.take() {
-                    node.metrics.frame_in(TRANSPORT, packet.wire_len());
+                    bytes += packet.wire_len() as u64;
+                    taken += 1;
                     match packet {
                         Packet::Pong(_) => {
                             pong_deadline = None;
@@ -174,17 +174,21 @@ async fn run(gateway: Arc<Gateway>, session: Arc<Session>, mut rx: mpsc::Receive
                         Packet::Ping(data) => session.send(&Packet::Pong(data)),
                         Packet::Close => {
                             session.queue.close(CloseCode::Normal, "client closed");
-                            break 'session;
+                            closed = true;
+                            break;
                         }
                         Packet::Message(text) => sockets.text(text).await,
                         Packet::Binary(data) => sockets.binary(data).await,
                         Packet::Upgrade => session.fail("protocol", "upgrade packet outside an upgrade"),
                         Packet::Open(_) | Packet::Noop => session.fail("protocol", "packet type not accepted from clients"),
                     }
-                    taken += 1;
                     if taken < READ_BURST && !session.queue.is_closed() && !shutdown.is_cancelled() {
                         next = rx.try_recv().ok();
                     }
+                }
+                node.metrics.frames_in(TRANSPORT, taken as u64, bytes);
+                if closed {
+                    break;
                 }
             }
             // As in the reference server, one ping is outstanding at a time: the next waits for its pong.
