@@ -29,45 +29,66 @@ async fn a_client_that_never_reads_is_cut_and_the_others_get_everything() {
 
     let mut slow = never_reading_subscriber(&broker, "firehose").await;
 
-    let fast = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::MsgPack)).await.unwrap();
-    fast.subscribe("firehose").await.unwrap();
+    let reader = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::MsgPack)).await.unwrap();
+    reader.subscribe("firehose").await.unwrap();
     let publisher = Client::connect(ConnectOptions::websocket(broker.ws_url(""))).await.unwrap();
+    let mut flood = Flood::new("firehose", publisher, reader);
 
-    let received = tokio::spawn(seqs_until_last(fast));
-
+    // Four 8 KiB events a step: half the queue bound, so only the subscriber that never reads overflows.
     let chunk = "x".repeat(8 * 1024);
-    let mut published = 0u64;
-    let mut cut = false;
-    for round in 0..400 {
-        for _ in 0..25 {
-            publisher
-                .publish("firehose", Payload::from_value(&json!({"data": chunk, "last": false})).unwrap())
-                .await
-                .unwrap();
-            published += 1;
-        }
-        if broker.metrics().await.get(SLOW_METRIC) >= 1.0 {
-            cut = true;
-            break;
-        }
-        assert!(round < 399, "slow consumer never cut after {published} messages");
+    while broker.metrics().await.get(SLOW_METRIC) < 1.0 {
+        assert!(flood.published < 10_000, "slow consumer never cut after {} messages", flood.published);
+        flood.step(4, &chunk).await;
     }
-    assert!(cut);
-    for _ in 0..50 {
-        publisher
-            .publish("firehose", Payload::from_value(&json!({"data": "after", "last": false})).unwrap())
-            .await
-            .unwrap();
-        published += 1;
-    }
-    publisher.publish("firehose", Payload::from_value(&json!({"last": true})).unwrap()).await.unwrap();
-    published += 1;
+    flood.step(50, "after").await;
 
-    let seqs =
-        tokio::time::timeout(Duration::from_secs(60), received).await.expect("fast subscriber finished").unwrap();
-    assert_eq!(seqs, (1..=published).collect::<Vec<_>>(), "the fast subscriber got every message, in order");
+    flood.assert_all_read();
     assert_eq!(expect_close(&mut slow).await, Some(4001), "the slow client learns why once it reads");
     assert_eq!(broker.metrics().await.get(SLOW_METRIC), 1.0);
+}
+
+/// A publisher and a subscriber that reads, kept in step: each step publishes some events and then reads
+/// them all, so the reading subscriber never has more than one step queued at the broker however this
+/// test's tasks are scheduled on a loaded machine. Only the subscribers that never read can overflow.
+struct Flood {
+    topic: &'static str,
+    publisher: Client,
+    reader: Client,
+    published: u64,
+    seqs: Vec<u64>,
+}
+
+impl Flood {
+    fn new(topic: &'static str, publisher: Client, reader: Client) -> Self {
+        Flood { topic, publisher, reader, published: 0, seqs: Vec::new() }
+    }
+
+    /// Publishes `count` events carrying `data`, then reads `count` events from the reading subscriber.
+    async fn step(&mut self, count: usize, data: &str) {
+        for _ in 0..count {
+            let payload = Payload::from_value(&json!({ "data": data })).unwrap();
+            self.publisher.publish(self.topic, payload).await.unwrap();
+            self.published += 1;
+        }
+        for _ in 0..count {
+            let event = tokio::time::timeout(Duration::from_secs(30), self.reader.next_event())
+                .await
+                .expect("the reading subscriber receives each step within 30 s");
+            let Some(event) = event else {
+                panic!("the reading subscriber's connection ended: {:?}", self.reader.close_info());
+            };
+            self.seqs.push(event.seq);
+        }
+    }
+
+    /// The reading subscriber got every published event, in order.
+    fn assert_all_read(&self) {
+        assert_eq!(
+            self.seqs,
+            (1..=self.published).collect::<Vec<_>>(),
+            "the reading subscriber got every message, in order"
+        );
+    }
 }
 
 /// Outbound queue bound of the memory test: small, so that the cut comes after a few dozen messages.
@@ -83,21 +104,18 @@ const RSS_SLACK: u64 = 32 << 20;
 
 #[tokio::test]
 async fn memory_stays_within_the_queue_bounds_while_many_subscribers_never_read() {
-    let (broker, fast, publisher, base) = flood_setup().await;
+    let (broker, mut flood, base) = flood_setup().await;
     let mut slow = Vec::new();
     for _ in 0..NEVER_READING {
         slow.push(never_reading_subscriber(&broker, "flood").await);
     }
-    let received = tokio::spawn(seqs_until_last(fast));
 
-    let (published, max_rss) = flood_until_cut(&broker, &publisher, NEVER_READING, base).await;
+    let max_rss = flood_until_cut(&broker, &mut flood, NEVER_READING, base).await;
 
     let bound = base + QUEUE_BYTES * NEVER_READING + RSS_SLACK;
-    eprintln!("RSS: base {base} B, max {max_rss} B, bound {bound} B after {published} messages");
+    eprintln!("RSS: base {base} B, max {max_rss} B, bound {bound} B after {} messages", flood.published);
     assert!(max_rss <= bound, "RSS {max_rss} B above base {base} B + {NEVER_READING} × {QUEUE_BYTES} B + slack");
-    let seqs =
-        tokio::time::timeout(Duration::from_secs(60), received).await.expect("fast subscriber finished").unwrap();
-    assert_eq!(seqs, (1..=published).collect::<Vec<_>>(), "the reading subscriber got every message, in order");
+    flood.assert_all_read();
     assert_eq!(broker.metrics().await.get(SLOW_METRIC), NEVER_READING as f64, "each one was cut as a slow consumer");
     // Read one at a time, most of them long after their cut: the broker gives a goodbye that is not read
     // CLOSE_FLUSH_TIMEOUT (2 s) and then drops the socket, so those see the end without a close frame.
@@ -107,18 +125,6 @@ async fn memory_stays_within_the_queue_bounds_while_many_subscribers_never_read(
     }
 }
 
-/// The seqs `client` receives, up to the event whose payload has `last: true`.
-async fn seqs_until_last(client: Client) -> Vec<u64> {
-    let mut seqs = Vec::new();
-    while let Some(event) = client.next_event().await {
-        seqs.push(event.seq);
-        if event.payload.to_json()["last"] == true {
-            break;
-        }
-    }
-    seqs
-}
-
 /// QUIC subscribers of the memory test that stop reading.
 const NEVER_READING_QUIC: u64 = 10;
 
@@ -126,7 +132,7 @@ const NEVER_READING_QUIC: u64 = 10;
 async fn quic_subscribers_that_stop_reading_hold_no_more_than_their_queue_bound() {
     // Besides its queue, a stuck QUIC subscriber holds what its writer handed quinn and the peer's flow
     // control has not let out yet: the bound allows a second queue's worth each.
-    let (broker, fast, publisher, base) = flood_setup().await;
+    let (broker, mut flood, base) = flood_setup().await;
     let mut stuck = Vec::new();
     for _ in 0..NEVER_READING_QUIC {
         // Room for one event: once it is full the SDK stops reading the stream, and QUIC flow control
@@ -136,51 +142,44 @@ async fn quic_subscribers_that_stop_reading_hold_no_more_than_their_queue_bound(
         client.subscribe("flood").await.unwrap();
         stuck.push(client);
     }
-    let received = tokio::spawn(seqs_until_last(fast));
 
-    let (published, max_rss) = flood_until_cut(&broker, &publisher, NEVER_READING_QUIC, base).await;
+    let max_rss = flood_until_cut(&broker, &mut flood, NEVER_READING_QUIC, base).await;
 
     let bound = base + 2 * QUEUE_BYTES * NEVER_READING_QUIC + RSS_SLACK;
-    eprintln!("RSS: base {base} B, max {max_rss} B, bound {bound} B after {published} messages");
+    eprintln!("RSS: base {base} B, max {max_rss} B, bound {bound} B after {} messages", flood.published);
     assert!(
         max_rss <= bound,
         "RSS {max_rss} B above base {base} B + {NEVER_READING_QUIC} × 2 × {QUEUE_BYTES} B + slack"
     );
-    let seqs =
-        tokio::time::timeout(Duration::from_secs(60), received).await.expect("fast subscriber finished").unwrap();
-    assert_eq!(seqs, (1..=published).collect::<Vec<_>>(), "the reading subscriber got every message, in order");
+    flood.assert_all_read();
     assert_eq!(broker.metrics().await.get(SLOW_METRIC), NEVER_READING_QUIC as f64, "each one was cut");
 }
 
-/// Publishes 8 KiB events on `flood` until `cut` subscribers were cut as slow consumers, then the `last`
-/// event; returns how many were published and the broker's highest RSS meanwhile (from `base`).
-async fn flood_until_cut(broker: &Broker, publisher: &Client, cut: u64, base: u64) -> (u64, u64) {
+/// Floods in steps of 25 8 KiB events (under the [`QUEUE_BYTES`] bound) until `cut` subscribers were cut as
+/// slow consumers; returns the broker's highest RSS meanwhile (from `base`).
+async fn flood_until_cut(broker: &Broker, flood: &mut Flood, cut: u64, base: u64) -> u64 {
     let chunk = "x".repeat(8 * 1024);
-    let (mut published, mut max_rss) = (0u64, base);
-    loop {
-        for _ in 0..25 {
-            let payload = Payload::from_value(&json!({"data": chunk, "last": false})).unwrap();
-            publisher.publish("flood", payload).await.unwrap();
-            published += 1;
-        }
+    let mut max_rss = base;
+    while broker.metrics().await.get(SLOW_METRIC) < cut as f64 {
+        assert!(
+            flood.published < 20_000,
+            "not all {cut} stuck subscribers were cut after {} messages",
+            flood.published
+        );
+        flood.step(25, &chunk).await;
         max_rss = max_rss.max(broker.rss_bytes());
-        if broker.metrics().await.get(SLOW_METRIC) >= cut as f64 {
-            break;
-        }
-        assert!(published < 20_000, "not all {cut} stuck subscribers were cut after {published} messages");
     }
-    publisher.publish("flood", Payload::from_value(&json!({"last": true})).unwrap()).await.unwrap();
-    (published + 1, max_rss.max(broker.rss_bytes()))
+    max_rss
 }
 
-/// A broker with [`QUEUE_BYTES`] queues, a reading subscriber of `flood`, a publisher, and the broker's RSS
-/// before any stuck subscriber joins.
-async fn flood_setup() -> (Broker, Client, Client, u64) {
+/// A broker with [`QUEUE_BYTES`] queues, a flood on topic `flood` with its reading subscriber, and the
+/// broker's RSS before any stuck subscriber joins.
+async fn flood_setup() -> (Broker, Flood, u64) {
     let queue = QUEUE_BYTES.to_string();
     let broker = Broker::start(&["--outbound-queue-bytes", &queue, "--publish-rate", "1000000"]).await;
-    let fast = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::MsgPack)).await.unwrap();
-    fast.subscribe("flood").await.unwrap();
+    let reader = Client::connect(ConnectOptions::websocket(broker.ws_url("")).codec(Codec::MsgPack)).await.unwrap();
+    reader.subscribe("flood").await.unwrap();
     let publisher = Client::connect(ConnectOptions::websocket(broker.ws_url(""))).await.unwrap();
     let base = broker.rss_bytes();
-    (broker, fast, publisher, base)
+    (broker, Flood::new("flood", publisher, reader), base)
 }
