@@ -1,7 +1,8 @@
 //! Module presence across a cluster: two `chorus` processes on one real `redis-server` (`--store redis`),
 //! driven by native clients. Study groups announce a user once however many nodes their tabs are on, and
 //! the last tab anywhere leaving — or the node holding it being SIGKILLed — announces their departure
-//! once; live commerce counts a viewer once across nodes and drops a killed node's viewers.
+//! once; live commerce counts a viewer once across nodes and drops a killed node's viewers, and keeps the
+//! reactions counted on every node.
 
 use crate::support::*;
 use chorus_client::{Client, ConnectOptions, Payload};
@@ -138,20 +139,27 @@ async fn study_group_presence_is_per_user_across_nodes_and_a_killed_node_announc
     assert_eq!((event.as_str(), data["userId"].as_str()), ("userLeft", Some("ann")), "{data}");
 }
 
+/// A live-commerce session with one product, created and started over REST on `broker` by `creator`;
+/// returns its id.
+async fn live_session(broker: &Broker, creator: &str) -> String {
+    let product = json!({"name": "Lamp", "description": "A lamp", "price": 10.0});
+    let (status, created) = rest(broker, creator, "POST", "/api/products", Some(product)).await;
+    assert_eq!(status, 201, "{created}");
+    let product_id = created["data"]["id"].as_str().unwrap().to_owned();
+    let session = json!({"title": "Lamps", "productIds": [product_id]});
+    let (status, created) = rest(broker, creator, "POST", "/api/sessions", Some(session)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_str().unwrap().to_owned();
+    let (status, started) = rest(broker, creator, "POST", &format!("/api/sessions/{id}/start-stream"), None).await;
+    assert_eq!(status, 200, "{started}");
+    id
+}
+
 #[tokio::test]
 async fn live_commerce_counts_a_viewer_once_across_nodes_and_drops_a_killed_nodes_viewers() {
     let redis = RedisServer::start(&[]).await.expect("redis-server");
     let (a, mut b) = two_nodes(&redis).await;
-    let product = json!({"name": "Lamp", "description": "A lamp", "price": 10.0});
-    let (status, created) = rest(&a, "cleo", "POST", "/api/products", Some(product)).await;
-    assert_eq!(status, 201, "{created}");
-    let product_id = created["data"]["id"].as_str().unwrap().to_owned();
-    let session = json!({"title": "Lamps", "productIds": [product_id]});
-    let (status, created) = rest(&a, "cleo", "POST", "/api/sessions", Some(session)).await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["data"]["id"].as_str().unwrap().to_owned();
-    let (status, started) = rest(&a, "cleo", "POST", &format!("/api/sessions/{id}/start-stream"), None).await;
-    assert_eq!(status, 200, "{started}");
+    let id = live_session(&a, "cleo").await;
     let topic = format!("commerce/session/{id}");
 
     let creator = user(&a, "cleo").await;
@@ -173,4 +181,54 @@ async fn live_commerce_counts_a_viewer_once_across_nodes_and_drops_a_killed_node
     count_reaches(&creator, "creator after the kill", 1).await;
     vera_a.close().await;
     count_reaches(&creator, "creator after vera left", 0).await;
+}
+
+/// Sends a reaction of `kind` to session `id` and returns the `reaction-stats` it is answered with.
+async fn react(client: &Client, id: &str, kind: &str) -> Value {
+    let args = Payload::from_value(&json!({"sessionId": id, "type": kind})).unwrap();
+    client.call("commerce.send-reaction", args).await.expect("reaction accepted").to_json()
+}
+
+/// Waits until `GET /api/sessions/:id/reactions` on `broker` reports `want` (counts by type). The live
+/// commerce module flushes every 5 s, and a node reads the other nodes' counts when it flushes.
+async fn reactions_reach(broker: &Broker, id: &str, want: &Value) {
+    let started = Instant::now();
+    loop {
+        let (status, body) = rest(broker, "cleo", "GET", &format!("/api/sessions/{id}/reactions"), None).await;
+        assert_eq!(status, 200, "{body}");
+        if &body["data"]["reactions"] == want {
+            return;
+        }
+        assert!(started.elapsed() < 2 * WAIT, "reactions on {} stay {body}, not {want}", broker.http);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn live_commerce_keeps_the_reactions_of_every_node_and_each_node_learns_the_others() {
+    let redis = RedisServer::start(&[]).await.expect("redis-server");
+    let (a, b) = two_nodes(&redis).await;
+    let id = live_session(&a, "cleo").await;
+    let topic = format!("commerce/session/{id}");
+    let (ann, bob) = (user(&a, "ann").await, user(&b, "bob").await);
+    ann.subscribe(&topic).await.expect("ann joins on node a");
+    bob.subscribe(&topic).await.expect("bob joins on node b");
+
+    for kind in ["heart", "heart", "like"] {
+        react(&ann, &id, kind).await;
+    }
+    for kind in ["heart", "fire"] {
+        react(&bob, &id, kind).await;
+    }
+    let every_node = json!({"fire": 1, "heart": 3, "like": 1});
+    reactions_reach(&a, &id, &every_node).await;
+    reactions_reach(&b, &id, &every_node).await;
+    let stats = react(&bob, &id, "like").await;
+    assert_eq!(stats["counts"], json!({"fire": 1, "heart": 3, "like": 2}), "node b counts node a's reactions: {stats}");
+    assert_eq!(stats["total"], 6, "{stats}");
+
+    // A node that starts now has nothing in memory: it reads the session's totals from the shared store,
+    // where each node keeps its own row, so neither overwrote the other's counts.
+    let c = Broker::start(&["--redis-url", &redis.url(), "--store", "redis", "--node-id", "node-c"]).await;
+    reactions_reach(&c, &id, &json!({"fire": 1, "heart": 3, "like": 2})).await;
 }

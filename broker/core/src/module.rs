@@ -216,6 +216,9 @@ pub trait NodeServices: Send + Sync + 'static {
     /// The node's configuration.
     fn config(&self) -> &Config;
 
+    /// This node's id among the nodes of its cluster; `None` on a single node (cluster mode off).
+    fn node_id(&self) -> Option<&str>;
+
     /// Publishes an event to every subscriber of `topic`, of the state `version` names when given (see
     /// [`Context::publish_versioned`]); returns its sequence number as [`Context::publish`] says.
     fn publish(&self, topic: &str, version: Option<(&str, u64)>, payload: &Payload, since: Instant) -> u64;
@@ -288,6 +291,12 @@ impl Context {
     pub fn publish_value<T: serde::Serialize + ?Sized>(&self, topic: &str, value: &T) -> Result<u64, ModuleError> {
         let payload = Payload::from_value(value).map_err(|e| ModuleError::new(ErrorCode::Internal, e.to_string()))?;
         Ok(self.publish(topic, &payload))
+    }
+
+    /// This node's id among the nodes of its cluster (`--node-id`, or generated at start); `None` on a
+    /// single node. A module that keeps rows per node in a store the nodes share keys them by it.
+    pub fn node_id(&self) -> Option<&str> {
+        self.services.node_id()
     }
 
     /// Counters every node of a cluster adds to (on a single node, plain counters).

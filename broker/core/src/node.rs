@@ -249,6 +249,10 @@ impl NodeServices for Node {
         &self.config
     }
 
+    fn node_id(&self) -> Option<&str> {
+        self.cluster.as_deref().map(|c| c.node_id())
+    }
+
     fn publish(&self, topic: &str, version: Option<(&str, u64)>, payload: &Payload, since: Instant) -> u64 {
         self.publish_versioned(topic, version, payload, since)
     }

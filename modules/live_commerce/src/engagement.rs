@@ -11,8 +11,9 @@ use crate::live::Live;
 use crate::model::{ClickStatsRecord, ReactionTotals, Status};
 use crate::rate::Spend;
 use crate::reaction_feed::{Held, StatsDue};
+use crate::reactions::Stored;
 use crate::service::Commerce;
-use crate::tables::{self, CLICK_STATS, REACTIONS, RECORD};
+use crate::tables::{self, CLICK_STATS};
 use crate::ticker;
 use chorus_core::dialect::iso8601;
 use chorus_core::module::{Caller, Context};
@@ -117,10 +118,8 @@ impl Commerce {
             return Ok(ReactionReport { status: live.status(), counts, total });
         }
         let session = self.session(ctx, id).await?;
-        let counts: ReactionTotals = match ctx.store().get(REACTIONS, id, RECORD).await? {
-            Some(raw) => tables::decode("reaction totals", &raw)?,
-            None => ReactionTotals::new(),
-        };
+        let own_ck = tables::reactions_ck(ctx.node_id());
+        let counts = Stored::read(ctx.store().as_ref(), id, &own_ck).await?.sum();
         let total = counts.values().sum();
         Ok(ReactionReport { status: session.status, counts, total })
     }

@@ -10,11 +10,11 @@
 use crate::clicks::Clicks;
 use crate::error::CommerceError;
 use crate::ids::is_uuid;
-use crate::model::{ClickStatsRecord, ReactionTotals, SessionRecord, Status};
+use crate::model::{ClickStatsRecord, SessionRecord, Status};
 use crate::reaction_feed::ReactionFeed;
-use crate::reactions::Reactions;
+use crate::reactions::{Reactions, Stored};
 use crate::service::Commerce;
-use crate::tables::{self, CLICK_STATS, CLICKERS, REACTIONS, RECORD, SESSIONS, id_ck};
+use crate::tables::{self, CLICK_STATS, CLICKERS, REACTIONS, SESSIONS, id_ck};
 use crate::viewers::Viewers;
 use bytes::Bytes;
 use chorus_core::module::Context;
@@ -67,10 +67,8 @@ impl Live {
         let raw = store.get(SESSIONS, tables::ALL, &id_ck(id)).await?;
         let record: SessionRecord =
             tables::decode("session", &raw.ok_or_else(|| CommerceError::not_found("Session"))?)?;
-        let totals: ReactionTotals = match store.get(REACTIONS, id, RECORD).await? {
-            Some(raw) => tables::decode("reaction totals", &raw)?,
-            None => ReactionTotals::new(),
-        };
+        let own_ck = tables::reactions_ck(ctx.node_id());
+        let reactions = Stored::read(store, id, &own_ck).await?;
         let stats: Vec<ClickStatsRecord> = tables::load_all(store, CLICK_STATS, id, "click stats").await?;
         let clickers = tables::scan_all(store, CLICKERS, id, Scan::all(MAX_SCAN_LIMIT))
             .await?
@@ -83,7 +81,7 @@ impl Live {
             changes: tokio::sync::Mutex::new(()),
             viewers: Mutex::default(),
             audience: AtomicU64::new(0),
-            reactions: Reactions::new(ctx, id, totals),
+            reactions: Reactions::new(ctx, id, own_ck, reactions),
             feed: ReactionFeed::default(),
             clicks: Clicks::new(ctx, id, clickers, stats),
             ticker: Mutex::default(),
@@ -106,14 +104,15 @@ impl Live {
         self.record.read().products.iter().map(|p| p.product_id.clone()).collect()
     }
 
-    /// Writes counted reactions and clicks to the store. On failure the counts stay in memory for the
-    /// next flush.
+    /// Writes counted reactions and clicks to the store; in a cluster, then reads the other nodes'
+    /// reaction counts. On failure the counts stay in memory for the next flush.
     pub async fn flush(&self, ctx: &Context) -> Result<(), CommerceError> {
         let _one_at_a_time = self.flushing.lock().await;
         let store = ctx.store().as_ref();
+        let own_ck = self.reactions.own_ck();
         if let Some(taken) = self.reactions.take() {
             let written = match tables::encode(&taken.totals) {
-                Ok(value) => store.put(REACTIONS, &self.id, RECORD, value, None).await.map_err(CommerceError::from),
+                Ok(value) => store.put(REACTIONS, &self.id, own_ck, value, None).await.map_err(CommerceError::from),
                 Err(e) => Err(e),
             };
             if let Err(e) = written {
@@ -127,6 +126,10 @@ impl Live {
         {
             self.clicks.restore(taken);
             return Err(e);
+        }
+        if ctx.node_id().is_some() {
+            let stored = Stored::read(store, &self.id, own_ck).await?;
+            self.reactions.set_others(ctx, stored.others);
         }
         Ok(())
     }

@@ -21,7 +21,9 @@ pub const SESSIONS: &str = "commerce_sessions";
 pub const CHAT: &str = "commerce_chat";
 /// Views: partition = session id, clustering key = view id (a UUIDv7: join order), value `ViewRecord`.
 pub const VIEWS: &str = "commerce_views";
-/// Reaction totals: partition = session id, row [`RECORD`] = `ReactionTotals`, rewritten by each flush.
+/// Reaction totals: partition = session id, one row per node that counted reactions of the session (see
+/// [`reactions_ck`]), value `ReactionTotals`: that node's counts, rewritten by its flushes. The session's
+/// totals are the sum of its rows, so nodes sharing a store never overwrite each other's counts.
 pub const REACTIONS: &str = "commerce_reactions";
 /// Who clicked what: partition = session id, clustering key = (product id, clicker), empty value. Read
 /// back when a session is loaded again, so a clicker stays one unique click across restarts.
@@ -36,6 +38,15 @@ pub const RECORD: &[u8] = b"record";
 /// analytics) read whole partitions; this bounds the memory and time of one request at a size far above
 /// what one deployment of the seed app holds (it is 100 full scan pages).
 pub const MAX_LISTED_ROWS: usize = 100 * MAX_SCAN_LIMIT;
+
+/// The clustering key of a node's row of [`REACTIONS`]: [`RECORD`] on a single node, `node/{id}` for a
+/// cluster node.
+pub fn reactions_ck(node_id: Option<&str>) -> Bytes {
+    match node_id {
+        None => Bytes::from_static(RECORD),
+        Some(id) => Bytes::from(format!("node/{id}")),
+    }
+}
 
 /// The clustering key of a string id (session, product, message, view): its UTF-8 bytes, so the
 /// UUIDv7 text order is the row order.
