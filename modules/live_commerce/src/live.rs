@@ -105,7 +105,7 @@ impl Live {
     }
 
     /// Writes counted reactions and clicks to the store; in a cluster, then reads the other nodes'
-    /// reaction counts. On failure the counts stay in memory for the next flush.
+    /// reaction counts of a started stream. On failure the counts stay in memory for the next flush.
     pub async fn flush(&self, ctx: &Context) -> Result<(), CommerceError> {
         let _one_at_a_time = self.flushing.lock().await;
         let store = ctx.store().as_ref();
@@ -127,7 +127,9 @@ impl Live {
             self.clicks.restore(taken);
             return Err(e);
         }
-        if ctx.node_id().is_some() {
+        // Other nodes count reactions only while the stream is on; a paused stream may still have their
+        // last flush to come. Sessions that never started, or ended (and are dropped), need no read.
+        if ctx.node_id().is_some() && matches!(self.status(), Status::Live | Status::Paused) {
             let stored = Stored::read(store, &self.id, own_ck).await?;
             self.reactions.set_others(ctx, stored.others);
         }
