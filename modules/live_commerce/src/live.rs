@@ -105,7 +105,8 @@ impl Live {
     }
 
     /// Writes counted reactions and clicks to the store; in a cluster, then reads the other nodes'
-    /// reaction counts of a started stream. On failure the counts stay in memory for the next flush.
+    /// reaction counts of a started stream (a failed read is logged: the writes are done). On failure the
+    /// counts stay in memory for the next flush.
     pub async fn flush(&self, ctx: &Context) -> Result<(), CommerceError> {
         let _one_at_a_time = self.flushing.lock().await;
         let store = ctx.store().as_ref();
@@ -130,8 +131,14 @@ impl Live {
         // Other nodes count reactions only while the stream is on; a paused stream may still have their
         // last flush to come. Sessions that never started, or ended (and are dropped), need no read.
         if ctx.node_id().is_some() && matches!(self.status(), Status::Live | Status::Paused) {
-            let stored = Stored::read(store, &self.id, own_ck).await?;
-            self.reactions.set_others(ctx, stored.others);
+            match Stored::read(store, &self.id, own_ck).await {
+                Ok(stored) => self.reactions.set_others(ctx, stored.others),
+                Err(e) => tracing::warn!(
+                    session = %self.id,
+                    error = %e,
+                    "reading the other nodes' reaction counts failed; the totals shown keep the last reading"
+                ),
+            }
         }
         Ok(())
     }
