@@ -381,11 +381,7 @@ impl Conn {
             };
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
-                    self.queue.close(CloseCode::GoingAway, "server shutting down; reconnect");
-                    return;
-                }
-                _ = self.queue.closed() => return,
+                _ = self.queue.closed_or_shutdown(&shutdown) => return,
                 Some((id, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => self.published(id, outcome),
                 _ = sleep_until(deadline) => {
                     self.queue.close(expiry.0, expiry.1);

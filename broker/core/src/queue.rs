@@ -243,6 +243,16 @@ impl OutQueue {
         self.closed.cancelled().await
     }
 
+    /// Resolves once the queue is closed; when `shutdown` fires first, it closes the queue with
+    /// [`CloseCode::GoingAway`] ("server shutting down; reconnect"). A connection's read loop ends on it.
+    pub async fn closed_or_shutdown(&self, shutdown: &CancellationToken) {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => self.close(CloseCode::GoingAway, "server shutting down; reconnect"),
+            _ = self.closed() => {}
+        }
+    }
+
     /// Waits for frames, moves up to [`WRITE_BATCH_BYTES`] of them into `batch`, and returns the close
     /// reason once the queue is closed and empty. Cancel-safe: frames are taken only when it returns
     /// (long-polling requests that end early rely on it).

@@ -227,11 +227,7 @@ impl DialectConn {
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
-                    self.queue.close(CloseCode::GoingAway, "server shutting down; reconnect");
-                    return;
-                }
-                _ = self.queue.closed() => return,
+                _ = self.queue.closed_or_shutdown(&shutdown) => return,
                 inbound = source.recv() => match inbound {
                     Inbound::Frame(bytes) => {
                         self.host.node.metrics.frames_in("ws", 1, bytes.len() as u64);

@@ -153,11 +153,7 @@ async fn run(gateway: Arc<Gateway>, session: Arc<Session>, mut rx: mpsc::Receive
         let attachments_deadline = sockets.attachments_deadline();
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => {
-                session.queue.close(CloseCode::GoingAway, "server shutting down; reconnect");
-                break;
-            }
-            _ = session.queue.closed() => break,
+            _ = session.queue.closed_or_shutdown(&shutdown) => break,
             packet = rx.recv() => {
                 // Packets already in the inbox are taken in the same turn, up to READ_BURST: the select's
                 // futures are set up once per burst, and the metrics updated once.
